@@ -1,0 +1,316 @@
+"""
+The TinyStories GPT, whole, in one file.
+
+A decoder-only transformer like GPT-2 and GPT-Neo (the paper's models are GPT-Neo shapes):
+token + learned position embeddings, pre-LayerNorm blocks of causal self-attention and a GELU
+MLP, a final LayerNorm, and an output layer tied to the token embedding. Optionally GPT-Neo's
+alternating global / local attention (odd layers see only the last `window_size` tokens).
+
+Attention goes through torch's scaled_dot_product_attention, which picks a fused kernel (flash
+attention on CUDA). generate() keeps a KV cache: the prompt is run once (prefill), then each step
+feeds one new token per sequence and attends to the cached keys and values.
+"""
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 4097   # from the dataset's meta.json
+    block_size: int = 512    # context length (the paper's models: 512)
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0
+    bias: bool = True        # biases in Linear and LayerNorm, as GPT-2/GPT-Neo
+    window_size: int = 0     # >0: odd layers attend locally to this many tokens (GPT-Neo used 256)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config, local):
+        super().__init__()
+        assert config.n_embd % config.n_head == 0, "n_embd must be divisible by n_head"
+        self.n_head = config.n_head
+        self.window = config.window_size if local else 0
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v at once
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = config.dropout
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def qkv(self, x):
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        # (B, T, C) -> (B, n_head, T, head_size): every head attends independently
+        return [t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v)]
+
+    def forward(self, x, masks=None, cache=None, layer=0):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x)
+        if cache is not None:
+            k, v = cache.update(layer, k, v)  # all keys/values so far, this step's included
+        mask = None if masks is None else masks.get(bool(self.window))
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=mask is None,  # is_causal lets SDPA use flash kernels
+            dropout_p=self.dropout if self.training else 0.0)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+    def probs(self, x, mask):
+        """The attention probabilities (B, n_head, T, T), computed explicitly: SDPA never forms
+        them, but interpretability wants to look at them."""
+        q, k, _ = self.qkv(x)
+        att = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))
+        return att.masked_fill(~mask, float('-inf')).softmax(dim=-1)
+
+
+class MLP(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.act = nn.GELU()  # a module, so a forward hook can read the neurons' activations
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, config, local):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config, local)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x, masks=None, cache=None, layer=0):
+        x = x + self.attn(self.ln_1(x), masks, cache, layer)
+        return x + self.mlp(self.ln_2(x))
+
+
+class KVCache:
+    """Keys and values of every layer for a batch, preallocated for `max_len` positions."""
+
+    def __init__(self, config, batch_size, max_len, device, dtype):
+        shape = (config.n_layer, batch_size, config.n_head, max_len, config.n_embd // config.n_head)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.len = 0  # positions filled; advanced by GPT.forward after all layers have written
+
+    def update(self, layer, k, v):
+        end = self.len + k.size(2)
+        self.k[layer, :, :, self.len:end] = k
+        self.v[layer, :, :, self.len:end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+
+def attention_masks(q_pos, n_keys, key_valid=None, window=0):
+    """Boolean masks (True = may attend) for queries at cache positions `q_pos` (T,) over keys
+    0..n_keys-1: causal, optionally only over valid (non-padding) keys (B, n_keys), and for local
+    layers only the last `window` positions. Returns {False: global mask, True: local mask}."""
+    k_pos = torch.arange(n_keys, device=q_pos.device)
+    causal = k_pos[None, :] <= q_pos[:, None]                                   # (T, S)
+    masks = {False: causal}
+    if window:
+        masks[True] = causal & (q_pos[:, None] - k_pos[None, :] < window)
+    if key_valid is not None:
+        # a padding query sees only itself, so no row is all -inf (its output is never used)
+        own = k_pos[None, :] == q_pos[:, None]
+        masks = {w: ((m[None] & key_valid[:, None, :]) | own[None])[:, None] for w, m in masks.items()}
+    masks.setdefault(True, masks[False])
+    return masks
+
+
+class GPT(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)  # token embedding
+        self.wpe = nn.Embedding(config.block_size, config.n_embd)  # learned position embedding
+        self.drop = nn.Dropout(config.dropout)
+        # GPT-Neo alternates global and local attention layers: 0 global, 1 local, 2 global, ...
+        self.h = nn.ModuleList([Block(config, local=bool(config.window_size) and i % 2 == 1)
+                                for i in range(config.n_layer)])
+        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight  # weight tying: one matrix reads and writes tokens
+        self.apply(self._init_weights)
+        # GPT-2: scale the residual projections by 1/sqrt(2 * n_layer), so the residual stream's
+        # variance does not grow with depth
+        for name, p in self.named_parameters():
+            if name.endswith('c_proj.weight'):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def num_params(self, embeddings=True):
+        """Parameters, with or without the embeddings (the paper's tables count both ways). The
+        tied output layer is the token embedding, so it is counted once."""
+        n = sum(p.numel() for p in self.parameters())
+        return n if embeddings else n - self.wte.weight.numel() - self.wpe.weight.numel()
+
+    def flops_per_token(self):
+        """Training FLOPs per token: 6 per weight (forward + backward multiply-adds) plus the
+        attention scores and mixing, 12 * layers * context * width (see DESIGN.md's MFU)."""
+        c = self.config
+        n = self.num_params() - self.wpe.weight.numel()
+        return 6 * n + 12 * c.n_layer * c.block_size * c.n_embd
+
+    def forward(self, idx, targets=None, cache=None, pos=None, key_valid=None):
+        """idx (B, T) token ids -> logits (B, T, vocab), and the mean cross-entropy against
+        targets (B, T) if given (-1 marks positions without a target).
+
+        Generation passes a KVCache, the positions pos (B, T) of each token in its own sequence,
+        and key_valid (B, cache positions) marking the non-padding keys."""
+        B, T = idx.shape
+        start = cache.len if cache is not None else 0
+        if pos is None:
+            pos = torch.arange(start, start + T, device=idx.device)
+        if start + T > self.config.block_size:
+            raise ValueError(f"sequence of {start + T} tokens exceeds block_size {self.config.block_size}")
+        x = self.drop(self.wte(idx) + self.wpe(pos))
+        masks = None  # None: plain causal attention, SDPA's fastest path
+        if cache is not None:  # queries sit at cache positions start.., keys at 0..start+T-1
+            masks = attention_masks(torch.arange(start, start + T, device=idx.device), start + T,
+                                    key_valid, self.config.window_size)
+        elif self.config.window_size:  # only the local layers need an explicit mask
+            masks = {True: attention_masks(torch.arange(T, device=idx.device), T, None,
+                                           self.config.window_size)[True]}
+        for i, block in enumerate(self.h):
+            x = block(x, masks, cache, i)
+        if cache is not None:
+            cache.len += T
+        logits = self.lm_head(self.ln_f(x))
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1),
+                                   ignore_index=-1)
+        return logits, loss
+
+    @torch.no_grad()
+    def attention_maps(self, idx):
+        """Each layer's attention probabilities for idx (B, T): a list of (B, n_head, T, T)."""
+        T = idx.size(1)
+        masks = attention_masks(torch.arange(T, device=idx.device), T, None, self.config.window_size)
+        x = self.wte(idx) + self.wpe(torch.arange(T, device=idx.device))
+        maps = []
+        for block in self.h:
+            maps.append(block.attn.probs(block.ln_1(x), masks[bool(block.attn.window)]))
+            x = block(x, masks)
+        return maps
+
+    @torch.no_grad()
+    def generate_stream(self, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
+                        eot_token=None, generator=None):
+        """Sample continuations of a batch of prompts (lists of token ids, any lengths).
+
+        Yields, per step, a list with each sequence's new token, or None for sequences that have
+        finished (emitted eot_token). Stops after max_new_tokens, when every sequence has
+        finished, or when the context is full."""
+        device = self.wte.weight.device
+        B, lens = len(prompts), [len(p) for p in prompts]
+        T0 = max(lens)
+        if min(lens) == 0:
+            raise ValueError("every prompt needs at least one token (e.g. the EOT token)")
+        max_new_tokens = min(max_new_tokens, self.config.block_size - T0)
+        if max_new_tokens <= 0:
+            return
+        # left-pad to a rectangle; each token keeps its own position within its own sequence
+        idx = torch.zeros(B, T0, dtype=torch.long, device=device)
+        key_valid = torch.zeros(B, T0 + max_new_tokens, dtype=torch.bool, device=device)
+        for b, p in enumerate(prompts):
+            idx[b, T0 - len(p):] = torch.tensor(p, dtype=torch.long)
+            key_valid[b, T0 - len(p):] = True
+        pad = torch.tensor([T0 - n for n in lens], device=device)
+        pos = (torch.arange(T0, device=device)[None, :] - pad[:, None]).clamp(min=0)
+        cache = KVCache(self.config, B, T0 + max_new_tokens, device, self.wte.weight.dtype)
+        done = [False] * B
+        logits, _ = self(idx, cache=cache, pos=pos, key_valid=key_valid[:, :T0])  # prefill
+        for step in range(max_new_tokens):
+            nxt = sample_next(logits[:, -1, :], temperature, top_k, top_p, generator)
+            out = []
+            for b, t in enumerate(nxt.tolist()):
+                out.append(None if done[b] else t)
+                done[b] = done[b] or t == eot_token
+            yield out
+            if all(done) or step == max_new_tokens - 1:
+                return
+            pos = pos[:, -1:] + 1
+            logits, _ = self(nxt[:, None], cache=cache, pos=pos,
+                             key_valid=key_valid[:, :cache.len + 1])
+
+    def generate(self, prompts, max_new_tokens, **kwargs):
+        """Like generate_stream, but returns each sequence's new tokens (EOT included if hit)."""
+        outs = [[] for _ in prompts]
+        for step in self.generate_stream(prompts, max_new_tokens, **kwargs):
+            for b, t in enumerate(step):
+                if t is not None:
+                    outs[b].append(t)
+        return outs
+
+    @torch.no_grad()
+    def generate_no_cache(self, prompt, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
+                          generator=None):
+        """Reference sampler that reruns the whole sequence every step (for tests and bench.py)."""
+        idx = torch.tensor([prompt], dtype=torch.long, device=self.wte.weight.device)
+        for _ in range(min(max_new_tokens, self.config.block_size - len(prompt))):
+            logits, _ = self(idx)
+            nxt = sample_next(logits[:, -1, :], temperature, top_k, top_p, generator)
+            idx = torch.cat([idx, nxt[:, None]], dim=1)
+        return idx[0, len(prompt):].tolist()
+
+    def configure_optimizer(self, weight_decay, learning_rate, betas, device_type):
+        """AdamW, decaying the matrices (weights and embeddings) but not biases or LayerNorm
+        gains; torch's fused kernel where it has one."""
+        decay = [p for p in self.parameters() if p.requires_grad and p.dim() >= 2]
+        no_decay = [p for p in self.parameters() if p.requires_grad and p.dim() < 2]
+        groups = [{'params': decay, 'weight_decay': weight_decay},
+                  {'params': no_decay, 'weight_decay': 0.0}]
+        try:
+            return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=True)
+        except (RuntimeError, TypeError):  # no fused AdamW for this device / torch version
+            return torch.optim.AdamW(groups, lr=learning_rate, betas=betas)
+
+
+def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    """One token per row from logits (B, vocab): temperature 0 is greedy; top_k keeps the k most
+    likely tokens; top_p keeps the smallest set whose probability reaches p (nucleus)."""
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits.float() / temperature
+    if top_k:
+        kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float('-inf'))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        drop = cum - sorted_logits.softmax(dim=-1) >= top_p  # the mass before this token is enough
+        sorted_logits = sorted_logits.masked_fill(drop, float('-inf'))
+        logits = torch.full_like(logits, float('-inf')).scatter(-1, order, sorted_logits)
+    probs = logits.softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def load_checkpoint(path, device='cpu'):
+    """(model, checkpoint dict) from out_dir/ckpt.pt (or a .pt path), in eval mode.
+
+    weights_only=True: a checkpoint is data, and loading it must not run code from the file."""
+    if os.path.isdir(path):
+        path = os.path.join(path, 'ckpt.pt')
+    if not os.path.isfile(path):
+        raise SystemExit(f"error: no checkpoint at {path} (train one with train.py --out_dir=...)")
+    ckpt = torch.load(path, map_location=device, weights_only=True)
+    model = GPT(GPTConfig(**ckpt['model_args']))
+    model.load_state_dict(ckpt['model'])
+    return model.to(device).eval(), ckpt
+
