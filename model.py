@@ -301,6 +301,23 @@ def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
+def measure_peak_flops(dtype=torch.float32, device='cpu', n=1024, seconds=0.5):
+    """FLOP/s of a large square matmul on this machine: the roof MFU is reported against.
+    (CPUs differ a lot here, and some have no fast bf16 at all, so it is measured, never assumed.)"""
+    import time
+    a = torch.randn(n, n, dtype=dtype, device=device)
+    b = torch.randn(n, n, dtype=dtype, device=device)
+    sync = torch.cuda.synchronize if str(device).startswith('cuda') else (lambda: None)
+    a @ b
+    sync()
+    calls, start = 0, time.perf_counter()
+    while calls < 3 or time.perf_counter() - start < seconds:
+        a @ b
+        calls += 1
+    sync()
+    return 2 * n ** 3 * calls / (time.perf_counter() - start)
+
+
 def load_checkpoint(path, device='cpu'):
     """(model, checkpoint dict) from out_dir/ckpt.pt (or a .pt path), in eval mode.
 

@@ -1,0 +1,22 @@
+# TinyStories-1Layer-21M: hidden 1024, a single layer (the paper's interpretability model)
+# The paper's shape (GPT-Neo family: 16 heads, alternating global/local attention with a
+# 256-token window, context 512). Run: python train.py config/ts_1layer_21m.py --data_dir=data/ts
+# Trained on a GPU for hours in the paper: sized for one GPU here (bf16 autocast, compile).
+n_embd = 1024
+n_layer = 1
+n_head = 16
+block_size = 512
+window_size = 0           # one layer: no local layer to alternate with
+dropout = 0.0
+out_dir = 'out/ts_1layer_21m'
+
+learning_rate = 5e-4
+min_lr = 5e-5
+weight_decay = 0.1
+beta1, beta2 = 0.9, 0.95
+warmup_iters = 500
+max_iters = 30000
+batch_size = 64          # x 512 tokens x grad_accum = 65k tokens per step
+grad_accum = 2
+eval_interval = 1000
+compile = True

@@ -1,0 +1,22 @@
+# TinyStories-3M: hidden 128, 8 layers
+# The paper's shape (GPT-Neo family: 16 heads, alternating global/local attention with a
+# 256-token window, context 512). Run: python train.py config/ts_3m.py --data_dir=data/ts
+# Trained on a GPU for hours in the paper: sized for one GPU here (bf16 autocast, compile).
+n_embd = 128
+n_layer = 8
+n_head = 16
+block_size = 512
+window_size = 256
+dropout = 0.0
+out_dir = 'out/ts_3m'
+
+learning_rate = 5e-4
+min_lr = 5e-5
+weight_decay = 0.1
+beta1, beta2 = 0.9, 0.95
+warmup_iters = 500
+max_iters = 30000
+batch_size = 64          # x 512 tokens x grad_accum = 65k tokens per step
+grad_accum = 2
+eval_interval = 1000
+compile = True

@@ -1,0 +1,76 @@
+"""model.py: the KV cache gives the same logits as a full forward pass, padded batches of
+different prompt lengths match single prompts, local attention masks, sampling filters."""
+import torch
+
+from model import GPT, GPTConfig, KVCache, sample_next, attention_masks
+
+
+def tiny(window=0, **kw):
+    torch.manual_seed(0)
+    cfg = dict(vocab_size=61, block_size=32, n_layer=3, n_head=2, n_embd=16, window_size=window)
+    cfg.update(kw)
+    return GPT(GPTConfig(**cfg)).eval()
+
+
+def test_kv_cache_logits_match_full_forward():
+    for window in (0, 3):
+        m = tiny(window)
+        idx = torch.randint(0, 61, (2, 12))
+        full, _ = m(idx)
+        cache = KVCache(m.config, 2, 12, 'cpu', torch.float32)
+        parts = [m(idx[:, :5], cache=cache)[0]]  # prefill 5, then one token at a time
+        for t in range(5, 12):
+            parts.append(m(idx[:, t:t + 1], cache=cache)[0])
+        torch.testing.assert_close(torch.cat(parts, 1), full, atol=1e-5, rtol=1e-4)
+
+
+def test_batched_prompts_of_different_lengths_match_single_prompts():
+    m = tiny(window=4)
+    prompts = [[1, 2, 3, 4, 5, 6], [7, 8], [9]]
+    batched = m.generate(prompts, 8, temperature=0)
+    for p, out in zip(prompts, batched):
+        assert out == m.generate([p], 8, temperature=0)[0]
+        assert out == m.generate_no_cache(p, 8, temperature=0)
+
+
+def test_generate_stops_at_eot_and_at_context_end():
+    m = tiny()
+    with torch.no_grad():  # final LayerNorm outputs all ones, so the logits are the
+        m.ln_f.weight.zero_()  # (tied) embedding rows' sums: make token 7's the largest
+        m.ln_f.bias.fill_(1.0)
+        m.lm_head.weight[7].fill_(1.0)
+    assert m.generate([[1, 2]], 10, temperature=0, eot_token=7) == [[7]]
+    assert len(m.generate([[1] * 30], 10, temperature=0)[0]) == 2  # 32-token context
+
+
+def test_local_attention_mask_window():
+    masks = attention_masks(torch.arange(6), 6, window=2)
+    assert masks[False].sum() == 21  # causal: 1 + 2 + ... + 6
+    assert masks[True][5].tolist() == [False, False, False, False, True, True]
+
+
+def test_sampling_filters():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.tensor([[0.0, 1.0, 2.0, 3.0]]).repeat(200, 1)
+    assert set(sample_next(logits, 1.0, top_k=2, generator=g).tolist()) == {2, 3}
+    # probabilities 0.032, 0.087, 0.237, 0.644: top_p=0.7 keeps tokens 3 and 2
+    assert set(sample_next(logits, 1.0, top_p=0.7, generator=g).tolist()) == {2, 3}
+    assert sample_next(logits[:1], 0).item() == 3
+
+
+def test_param_counts_and_flops():
+    m = tiny()
+    c = m.config
+    per_layer = 12 * c.n_embd ** 2 + 13 * c.n_embd  # attention + MLP weights and biases, 2 LayerNorms
+    assert m.num_params(embeddings=False) == c.n_layer * per_layer + 2 * c.n_embd
+    assert m.num_params() == m.num_params(False) + (c.vocab_size + c.block_size) * c.n_embd
+    assert m.flops_per_token() == 6 * (m.num_params() - c.block_size * c.n_embd) + 12 * 3 * 32 * 16
+
+
+def test_attention_maps_are_causal_distributions():
+    m = tiny(window=2)
+    maps = m.attention_maps(torch.randint(0, 61, (1, 8)))
+    assert len(maps) == 3 and maps[0].shape == (1, 2, 8, 8)
+    torch.testing.assert_close(maps[1].sum(-1), torch.ones(1, 2, 8))
+    assert maps[0].triu(1).abs().sum() == 0
+    assert maps[1][0, 0, 7, :6].abs().sum() == 0  # local layer: only the last 2 positions
