@@ -16,6 +16,8 @@ import time
 
 import torch
 
+from model import measure_peak_flops
+
 # -----------------------------------------------------------------------------
 only = []            # case-name prefixes to run (empty: all)
 list_cases = False   # print the case names and exit
@@ -52,22 +54,10 @@ def timeit(fn, min_seconds=1.0, warmup=1):
     return times[len(times) // 2]
 
 
-def matmul_peak(dtype=torch.float32, n=1024, device='cpu', min_seconds=1.0):
-    """Measured FLOP/s of a large square matmul: the roof that MFU is reported against."""
-    a = torch.randn(n, n, dtype=dtype, device=device)
-    b = torch.randn(n, n, dtype=dtype, device=device)
-    sync = torch.cuda.synchronize if device.startswith('cuda') else (lambda: None)
-
-    def step():
-        a @ b
-        sync()
-    return 2 * n ** 3 / timeit(step, min_seconds=min_seconds)
-
-
 @case('matmul_peak')
 def bench_matmul_peak():
     for dtype in (torch.float32, torch.bfloat16):
-        flops = matmul_peak(dtype, min_seconds=1.0 if dtype == torch.float32 else 0.5)
+        flops = measure_peak_flops(dtype, seconds=1.0)
         emit(case=f'matmul_peak_{str(dtype).split(".")[-1]}', value=round(flops / 1e9, 1),
              unit='GFLOP/s', n=1024, cpu_capability=torch.backends.cpu.get_cpu_capability())
 
