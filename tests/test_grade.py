@@ -1,0 +1,210 @@
+"""grade.py: probe scoring on a model whose preferences the test sets, the grader's answer
+parser, exact aggregation, --compare, and GPT-Eval end to end against a local stand-in server."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import grade
+from model import GPT, GPTConfig
+from tests.helpers import write_tiny_checkpoint
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def unigram_model(prefs, block_size=64):
+    """A byte-level GPT that ignores its context: every position predicts logits `prefs`
+    {char: logit} (0 for the other bytes). All blocks are zeroed, and the final LayerNorm has
+    gain 0 and bias e0, so the hidden state is e0 everywhere and the tied output layer reads
+    column 0 of the embedding, where the test writes its logits."""
+    model = GPT(GPTConfig(vocab_size=257, block_size=block_size, n_layer=1, n_head=1, n_embd=8))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        for ch, logit in prefs.items():
+            model.wte.weight[ord(ch), 0] = logit
+        model.ln_f.bias[0] = 1.0
+    return model.eval()
+
+
+def expected_score(prefs, text, norm='token'):
+    logp = torch.log_softmax(torch.tensor([prefs.get(chr(i), 0.0) for i in range(256)] + [0.0]),
+                             dim=0)
+    total = sum(logp[b].item() for b in text.encode())
+    return total / len(text.encode()) if norm in ('token', 'byte') else total
+
+
+PREFS = {'a': 4.0, 'b': -3.0, 'c': 1.0, ' ': 2.0}
+
+
+@pytest.fixture(scope='module')
+def unigram_ckpt(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp('unigram'))
+    write_tiny_checkpoint(out, model=unigram_model(PREFS))
+    return out
+
+
+def write_jsonl(path, records):
+    with open(path, 'w', encoding='utf-8') as f:
+        for r in records:
+            f.write(json.dumps(r) + '\n')
+    return str(path)
+
+
+def test_repo_data_files_are_valid():
+    items = grade.load_probes(grade.probes_file)
+    cats = {c: sum(it['category'] == c for it in items) for c in grade.CATEGORIES}
+    assert len(items) >= 60 and all(n >= 20 for n in cats.values()), cats
+    assert len({it['id'] for it in items}) == len(items)
+    for it in items:  # one right answer, distinct candidates
+        cands = [it['answer']] + it['distractors']
+        assert len(set(cands)) == len(cands) >= 3, it['id']
+    prompts = grade.read_jsonl(grade.prompts_file, 'prompts')
+    assert len(prompts) >= 50 and len({p['id'] for p in prompts}) == len(prompts)
+    # cut off mid-sentence: no prompt ends a sentence
+    assert all(not p['prompt'].rstrip().endswith(('.', '!', '?')) for p in prompts)
+    assert all(len(w['words']) == 3 for w in grade.read_jsonl(grade.words_file, 'words'))
+
+
+def test_probe_scores_follow_the_models_preferences(unigram_ckpt):
+    from model import load_checkpoint
+    from tokenizer import encoding_from_record
+    model, ckpt = load_checkpoint(unigram_ckpt)
+    enc = encoding_from_record(ckpt['tokenizer'])
+    items = [
+        {'id': 'k1', 'category': 'knowledge', 'prompt': 'The', 'answer': 'aaa',
+         'distractors': ['bbb', 'ccc']},                                    # right: a is liked
+        {'id': 'k2', 'category': 'knowledge', 'prompt': 'The', 'answer': 'bbb',
+         'distractors': ['aaa']},                                           # wrong: picks aaa
+        # length normalisation decides: per token "aaaaab" beats "c", in total it does not
+        {'id': 'r1', 'category': 'reasoning', 'prompt': 'It was ', 'answer': 'aaaaab',
+         'distractors': ['c', 'bb', 'cb']},
+        # a prompt longer than the context is cut from the left, and still scores
+        {'id': 'c1', 'category': 'context', 'prompt': 'x' * 200, 'answer': 'ca',
+         'distractors': ['cb']},
+    ]
+    report = grade.run_probes(model, enc, items, 'token', batch_size=3)
+    rows = {r['id']: r for r in report['items']}
+    assert [rows[i]['correct'] for i in ('k1', 'k2', 'r1', 'c1')] == [True, False, True, True]
+    assert rows['k2']['chosen'] == 'aaa'
+    for it in items:  # exact scores: mean log-prob of the continuation's bytes (space included)
+        cands = [it['answer']] + it['distractors']
+        want = [expected_score(PREFS, grade.continuation(it['prompt'], c)) for c in cands]
+        assert rows[it['id']]['scores'] == pytest.approx(want, abs=1e-5)
+    assert report['by_category']['knowledge'] == {'items': 2, 'correct': 1, 'accuracy': 0.5,
+                                                  'chance': pytest.approx((1 / 3 + 1 / 2) / 2)}
+    assert report['by_category']['reasoning']['chance'] == 0.25
+    assert report['overall']['correct'] == 3 and report['overall']['accuracy'] == 0.75
+    assert report['overall']['chance'] == pytest.approx((1 / 3 + 1 / 2 + 1 / 4 + 1 / 2) / 4)
+    # unnormalised, the short candidate wins
+    total = grade.run_probes(model, enc, items[2:3], 'none')
+    assert total['items'][0]['chosen'] == 'c' and not total['items'][0]['correct']
+
+
+def test_probes_cli_writes_report(unigram_ckpt, tmp_path):
+    probes = write_jsonl(tmp_path / 'p.jsonl', [
+        {'category': 'knowledge', 'prompt': 'A', 'answer': 'aa', 'distractors': ['bb']},
+        {'category': 'mine', 'prompt': 'B', 'answer': 'bb', 'distractors': ['cc', 'aa']}])
+    run = subprocess.run([sys.executable, 'grade.py', f'--out_dir={unigram_ckpt}', '--probes',
+                          f'--probes_file={probes}', '--device=cpu'],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert 'knowledge' in run.stdout and 'mine' in run.stdout and 'overall' in run.stdout
+    with open(os.path.join(unigram_ckpt, 'grade', 'probes.json')) as f:
+        report = json.load(f)
+    assert report['by_category']['knowledge']['accuracy'] == 1.0
+    assert report['by_category']['mine']['accuracy'] == 0.0
+    assert report['overall'] == {'items': 2, 'correct': 1, 'accuracy': 0.5,
+                                 'chance': pytest.approx((1 / 2 + 1 / 3) / 2)}
+    assert report['checkpoint']['params'] > 0 and report['items'][0]['id'] == 'item-1'
+
+
+def test_bad_probes_file_is_a_clear_error(unigram_ckpt, tmp_path):
+    bad = write_jsonl(tmp_path / 'bad.jsonl', [{'prompt': 'A', 'answer': 'aa'}])
+    with pytest.raises(SystemExit, match='item 1: needs prompt, answer'):
+        grade.load_probes(bad)
+    with pytest.raises(SystemExit, match='not found'):
+        grade.load_probes(str(tmp_path / 'missing.jsonl'))
+    (tmp_path / 'broken.jsonl').write_text('{"prompt": \n')
+    with pytest.raises(SystemExit, match='line 1: not JSON'):
+        grade.load_probes(str(tmp_path / 'broken.jsonl'))
+
+
+def test_words_score_counts_required_words(tmp_path):
+    assert grade.uses_word('The dogs jumped over a Ball.', 'jump')
+    assert grade.uses_word('The dogs jumped over a Ball.', 'dog')
+    assert grade.uses_word('The dogs jumped over a Ball.', 'ball')
+    assert not grade.uses_word('He caught it.', 'cat')
+    # a model that only ever writes "a": every story is "aaaa...", so only the word "a" is used
+    from tokenizer import encoding_from_record
+    from tests.helpers import byte_tokenizer_record
+    model = unigram_model({'a': 50.0})
+    enc = encoding_from_record(byte_tokenizer_record())
+    words = write_jsonl(tmp_path / 'w.jsonl', [{'words': ['b', 'c']}, {'words': ['aaaa', 'd']}])
+    r = grade.run_words(model, enc, words, 'Words: {words}\nStory:', 4, 1.0, 0, 8, 'cpu')
+    assert r['items'][0]['story'] == 'aaaa' and r['items'][1]['used'] == ['aaaa']
+    assert (r['words'], r['used'], r['fraction']) == (4, 1, 0.25)
+
+
+@pytest.mark.parametrize('answer', [
+    '{"grammar": 8, "creativity": 6, "consistency": 7, "plot": 5, "age_group": "C"}',
+    'Here are my grades:\n```json\n{"Grammar": "8/10", "Creativity": 6, "Consistency": '
+    '{"score": 7}, "Plot": 5.0, "Age group": "C: 6-7"}\n```',
+    'Grammar: 8/10\nCreativity: 6/10\nConsistency: 7/10\nPlot: 5/10\nAge group: C',
+    '**Grammar:** 8 out of 10\n**Creativity:** 6 out of 10\n**Consistency with the beginning '
+    '(out of 10):** 7\n**Plot (1-10):** 5\n**Age group:** I would guess C (6-7).',
+    '- grammar - 8\n- creativity - 6\n- consistency - 7\n- plot makes sense - 5\n'
+    '- Estimated age: 6-7',
+])
+def test_parse_grades_reads_varied_formats(answer):
+    assert grade.parse_grades(answer) == {'grammar': 8, 'creativity': 6, 'consistency': 7,
+                                          'plot': 5, 'age_group': 'C'}
+
+
+@pytest.mark.parametrize('answer', [
+    'The story is lovely and the grammar is good.',                      # no grades at all
+    'Grammar: 8/10\nCreativity: 6/10\nConsistency: 7/10\nAge group: C',  # plot missing
+    'Grammar: 18\nCreativity: 6\nConsistency: 7\nPlot: 5\nAge group: C',  # off the scale
+    'Grammar: 8\nCreativity: 6\nConsistency: 7\nPlot: 5\nAge group: G',   # no such group
+])
+def test_parse_grades_rejects_incomplete_answers(answer):
+    assert grade.parse_grades(answer) is None
+
+
+def test_summary_aggregates_exactly():
+    def rec(g, c, k, p, a):
+        return {'scores': {'grammar': g, 'creativity': c, 'consistency': k, 'plot': p,
+                           'age_group': a}}
+    records = [rec(8, 6, 7, 5, 'C'), rec(6, 4, 9, 7, 'C'), rec(10, 5, 8, 6, 'D'),
+               {'error': 'unparseable', 'scores': None}, {'error': 'HTTP 500', 'scores': None}]
+    s = grade.summarise(records)
+    assert s['counts'] == {'completions': 5, 'graded': 3, 'unparseable': 1, 'failed': 1}
+    assert s['scores']['grammar'] == {'mean': 8.0, 'std': 2.0, 'min': 6, 'max': 10, 'n': 3}
+    assert s['scores']['creativity']['mean'] == 5.0 and s['scores']['creativity']['std'] == 1.0
+    assert s['scores']['plot']['mean'] == 6.0
+    assert s['age_groups']['C'] == {'ages': '6-7', 'count': 2, 'fraction': 2 / 3}
+    assert s['age_groups']['A']['count'] == 0
+
+
+def test_compare_prints_one_row_per_checkpoint(tmp_path, capsys):
+    for name, acc in (('a', 0.5), ('b', 0.75)):
+        d = tmp_path / name / 'grade'
+        d.mkdir(parents=True)
+        info = {'out_dir': str(tmp_path / name), 'iter_num': 100, 'params': 1_500_000}
+        cats = {c: {'accuracy': acc} for c in grade.CATEGORIES}
+        (d / 'probes.json').write_text(json.dumps(
+            {'checkpoint': info, 'by_category': cats, 'overall': {'accuracy': acc}}))
+    summary = grade.summarise([{'scores': {'grammar': 7, 'creativity': 5, 'consistency': 6,
+                                           'plot': 4, 'age_group': 'B'}}])
+    summary['checkpoint'] = {'out_dir': str(tmp_path / 'b'), 'iter_num': 100, 'params': 1_500_000}
+    (tmp_path / 'b' / 'grade' / 'summary.json').write_text(json.dumps(summary))
+    table = grade.compare_table([str(tmp_path / 'a'), str(tmp_path / 'b')]).splitlines()
+    assert len(table) == 3 and 'grammar' in table[0] and 'knowledge' in table[0]
+    assert table[1].split()[1:4] == ['1.50M', '100', '-'] and table[1].split()[-1] == '50.0%'
+    assert table[2].split()[3:8] == ['7.00', '5.00', '6.00', '4.00', 'B']
+    with pytest.raises(SystemExit, match='no reports'):
+        grade.compare_table([str(tmp_path / 'none')])
