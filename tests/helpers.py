@@ -33,3 +33,44 @@ def write_tiny_checkpoint(out_dir, model=None, seed=0, **model_kwargs):
     path = os.path.join(out_dir, 'ckpt.pt')
     torch.save(ckpt, path)
     return path
+
+
+def tiny_stories(n, seed=0):
+    """n short, varied stories in the TinyStories style, made up here (no real data in tests)."""
+    import random
+    rng = random.Random(seed)
+    names = ['Lily', 'Tom', 'Ben', 'Mia', 'Sam', 'Anna']
+    things = ['ball', 'kite', 'cat', 'boat', 'tree', 'cake', 'dog', 'hat']
+    feelings = ['happy', 'sad', 'scared', 'proud', 'tired']
+    out = []
+    for _ in range(n):
+        a, b = rng.sample(names, 2)
+        t, f = rng.choice(things), rng.choice(feelings)
+        out.append(f"Once upon a time, {a} had a {t}. {a} was {f}. {b} said, \"Can I play with "
+                   f"your {t}?\" {a} said yes, and they played all day. The end.")
+    return out
+
+
+def write_byte_dataset(data_dir, train_stories, val_stories):
+    """A prepared dataset (DESIGN.md's data_dir) with the byte-level tokenizer: what prepare.py
+    would write for a vocabulary with no merges."""
+    import json
+    import numpy as np
+    os.makedirs(data_dir, exist_ok=True)
+    rec = byte_tokenizer_record()
+    splits = {}
+    for split, stories in (('train', train_stories), ('val', val_stories)):
+        ids = []
+        for s in stories:
+            ids.extend(s.encode('utf-8'))
+            ids.append(rec['eot_token'])
+        np.array(ids, dtype=np.uint16).tofile(os.path.join(data_dir, f'{split}.bin'))
+        splits[split] = {'stories': len(stories), 'tokens': len(ids),
+                         'bytes': sum(len(s.encode('utf-8')) for s in stories)}
+    with open(os.path.join(data_dir, 'tokenizer.tiktoken'), 'w') as f:
+        f.write(rec['tiktoken'])
+    meta = {'vocab_size': rec['vocab_size'], 'eot_token': rec['eot_token'], 'tokenizer': 'bpe',
+            'pat_str': rec['pat_str'], 'dtype': 'uint16', 'splits': splits}
+    with open(os.path.join(data_dir, 'meta.json'), 'w') as f:
+        json.dump(meta, f)
+    return meta

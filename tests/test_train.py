@@ -1,0 +1,131 @@
+"""train.py end to end on a tiny byte-level dataset: exact resume after kill -9, DDP with two
+processes, and the clear errors a user gets for bad input."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from helpers import tiny_stories, write_byte_dataset
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ['--n_layer=2', '--n_head=2', '--n_embd=32', '--block_size=64', '--batch_size=4',
+        '--eval_iters=2', '--log_interval=1', '--progress=False', '--dtype=float32', '--threads=1',
+        '--warmup_iters=5', '--learning_rate=3e-3']
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp('data')
+    write_byte_dataset(str(d), tiny_stories(300, seed=1), tiny_stories(30, seed=2))
+    return str(d)
+
+
+def train(*args, check=True, background=False):
+    cmd = [sys.executable, os.path.join(ROOT, 'train.py'), *args]
+    if background:
+        return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    if check:
+        assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+def read_log(out_dir):
+    with open(os.path.join(out_dir, 'log.jsonl')) as f:
+        return [json.loads(l) for l in f]
+
+
+def test_kill9_at_a_random_moment_then_resume_is_exact(data_dir, tmp_path):
+    common = [f'--data_dir={data_dir}', *TINY, '--max_iters=60', '--eval_interval=7']
+    ref = str(tmp_path / 'ref')
+    train(*common, f'--out_dir={ref}')
+    run = str(tmp_path / 'run')
+    p = train(*common, f'--out_dir={run}', background=True)
+    kill_at = random.randint(1, 50)  # a random moment of training: after that many log records
+    log_path = os.path.join(run, 'log.jsonl')
+    while p.poll() is None and not (os.path.exists(log_path) and len(open(log_path).readlines()) >= kill_at):
+        time.sleep(0.005)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    resume = 'resume' if os.path.exists(os.path.join(run, 'ckpt.pt')) else 'scratch'
+    train(*common, f'--out_dir={run}', f'--init_from={resume}')
+    a, b = read_log(ref), read_log(run)
+    assert [r['iter'] for r in a] == [r['iter'] for r in b]  # nothing lost, nothing logged twice
+    for ra, rb in zip(a, b):
+        for key in ('loss', 'val_loss'):
+            if key in ra:
+                assert abs(ra[key] - rb[key]) <= 1e-6, (ra, rb)
+    assert a[-1].get('final') and a[-1]['val_bpb'] < 6.0  # it learned something (8 = uniform bytes)
+
+
+def test_resume_continues_with_the_runs_own_settings_and_extends(data_dir, tmp_path):
+    out = str(tmp_path / 'o')
+    train(f'--data_dir={data_dir}', *TINY, '--max_iters=10', '--eval_interval=5', f'--out_dir={out}')
+    # no model flags: they come from the checkpoint; max_iters extends the run
+    train(f'--out_dir={out}', '--init_from=resume', '--max_iters=15', '--progress=False')
+    log = read_log(out)
+    assert log[-1]['iter'] == 15 and log[-1].get('final')
+    ck = torch.load(os.path.join(out, 'ckpt.pt'), weights_only=True)
+    assert ck['iter_num'] == 15 and ck['model_args']['n_embd'] == 32
+    assert ck['tokenizer']['vocab_size'] == 257 and ck['tokenizer']['tiktoken']
+    r = train(f'--out_dir={out}', '--eval_only')
+    assert 'bits/byte over the whole val split' in r.stdout + r.stderr
+
+
+def test_max_minutes_plans_the_schedule_and_stops_in_time(data_dir, tmp_path):
+    out = str(tmp_path / 'o')
+    t0 = time.time()
+    train(f'--data_dir={data_dir}', *TINY, '--max_minutes=0.1', '--eval_interval=50', f'--out_dir={out}')
+    assert time.time() - t0 < 6 + 30  # 6 s budget, plus start-up and the final evaluation
+    log = read_log(out)
+    assert log[-1].get('final') and log[-1]['iter'] > 20
+    lrs = [r['lr'] for r in log if 'lr' in r]
+    assert lrs[-1] < 0.2 * max(lrs)  # the cosine was planned to end with the budget
+
+
+def test_ddp_two_processes(data_dir, tmp_path):
+    out = str(tmp_path / 'ddp')
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
+           os.path.join(ROOT, 'train.py'), f'--data_dir={data_dir}', *TINY, '--max_iters=12',
+           '--eval_interval=6', f'--out_dir={out}']
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert r.returncode == 0, r.stderr[-3000:]
+    log = read_log(out)
+    assert log[-1]['iter'] == 12 and log[-1].get('final')
+    assert log[0]['tokens_per_s'] > 0
+    assert 'model: ' in r.stdout + r.stderr and (r.stdout + r.stderr).count('model: ') == 1  # rank 0 speaks
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--data_dir=/nonexistent'], 'run prepare.py'),
+    (['--no_such_key=1'], 'valid keys'),
+    (['--n_layer=two'], 'not a valid int'),
+    (['--block_size=100000'], 'block_size'),
+    (['--n_embd=30', '--n_head=4'], 'divisible'),
+    (['--init_from=resume', '--out_dir=/nonexistent'], 'no checkpoint'),
+    (['--learning_rate=1e12', '--grad_clip=0', '--max_iters=30'], 'last good checkpoint'),
+])
+def test_errors_are_one_clear_line(data_dir, tmp_path, args, message):
+    r = train(f'--data_dir={data_dir}', *TINY, f'--out_dir={tmp_path}', *args, check=False)
+    assert r.returncode != 0
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith('error:') and message in last, r.stderr[-2000:]
+
+
+def test_resume_on_a_dataset_with_another_vocabulary_is_refused(data_dir, tmp_path):
+    out = str(tmp_path / 'o')
+    train(f'--data_dir={data_dir}', *TINY, '--max_iters=5', '--eval_interval=5', f'--out_dir={out}')
+    other = str(tmp_path / 'other')
+    meta = write_byte_dataset(other, tiny_stories(50), tiny_stories(10))
+    meta['vocab_size'] = 300
+    with open(os.path.join(other, 'meta.json'), 'w') as f:
+        json.dump(meta, f)
+    r = train(f'--out_dir={out}', '--init_from=resume', f'--data_dir={other}', check=False)
+    assert r.returncode != 0 and 'vocabulary' in r.stderr.strip().splitlines()[-1]
