@@ -1,0 +1,535 @@
+"""
+One client for every OpenAI-compatible chat endpoint (api.openai.com, vLLM, Ollama, llama.cpp,
+...), shared by generate_data.py and grade.py: bounded concurrency, retries, a budget, the Batch
+API, and a response log so that an answer already received is never paid for twice.
+
+Public API (stable):
+
+    report = llm.run(requests, state_dir, validate=None, on_result=None, **settings)
+
+  requests   a list of dicts {"custom_id": str (unique), "messages": [{"role", "content"}, ...],
+             "params": {...}}; params go into the chat request as they are (max_tokens,
+             temperature, ...; "model" there overrides the settings' model).
+  state_dir  a folder of its own for this job: responses.jsonl (every paid answer, appended and
+             fsynced as it arrives) and batches.json (Batch API jobs in flight). Re-running the
+             same requests with the same state_dir re-delivers the answers already received,
+             without a request, and sends only the rest.
+  validate   validate(request, text) -> None to accept, or a short reason string to reject
+             ("empty", "refusal", "missing words", ...). A rejected request is sent again, up to
+             `max_rejects` times; rejects are counted by reason in the report.
+  on_result  on_result(request, result) for each accepted answer, in completion order, where
+             result = {"custom_id", "text", "usage": {"prompt_tokens", "completion_tokens"},
+             "cached": bool}. Called from the caller's thread (the asyncio loop's), never twice
+             for one custom_id in a run.
+  settings   the keys every stage shares (DESIGN.md): backend ("openai" | "batch"), model,
+             base_url ('' for api.openai.com), api_key_env ("OPENAI_API_KEY"), concurrency,
+             max_requests (0: none; requests sent by this run, retries included), max_cost_usd
+             (0: none; the spend recorded in state_dir, earlier runs included), yes; and
+             timeout, max_retries, max_rejects, price (USD per 1M input, output tokens; None:
+             PRICES[model], or 0 for models it does not know), poll_seconds, batch_max_requests,
+             desc (progress-bar label), out_tokens_guess (for the estimate).
+  report     {"requests", "answers", "cached", "kept", "rejected": {reason: n}, "failed":
+             {reason: n}, "retries": {error: n}, "stopped": None or "max_requests"/"max_cost_usd",
+             "prompt_tokens", "completion_tokens", "cost_usd", "spent_usd_total",
+             "unfinished": [custom_id, ...]}.
+
+    llm.settings_from(namespace)   the shared keys above, picked out of a stage's globals()
+    llm.estimate_cost(requests, model, batch=False, price=None, out_tokens_guess=None)
+    llm.followup(request, answer, text, custom_id)   a multi-turn request: request's messages,
+             the assistant's answer, then a new user turn. A 2-turn job runs as two run() calls
+             on one state_dir: turn 1's results build turn 2's requests.
+
+Before a paid run it prints an estimate and goes on only with yes=True or a "y" typed at a
+terminal; without a terminal and without yes it stops with a one-line error. The API key is
+read from the environment variable named by api_key_env and is never printed or written.
+"""
+import asyncio
+import json
+import os
+import random
+import sys
+import time
+from collections import Counter
+
+PRICES = {  # USD per 1M (input, output) tokens, list prices; the Batch API charges half
+    'gpt-4.1': (2.00, 8.00), 'gpt-4.1-mini': (0.40, 1.60), 'gpt-4.1-nano': (0.10, 0.40),
+    'gpt-4o': (2.50, 10.00), 'gpt-4o-mini': (0.15, 0.60), 'gpt-3.5-turbo': (0.50, 1.50),
+    'gpt-4': (30.00, 60.00), 'gpt-5': (1.25, 10.00), 'gpt-5-mini': (0.25, 2.00),
+    'gpt-5-nano': (0.05, 0.40),
+}
+SHARED_KEYS = ('backend', 'model', 'grader_model', 'base_url', 'api_key_env', 'concurrency',
+               'max_requests', 'max_cost_usd', 'yes', 'timeout', 'max_retries', 'max_rejects')
+TRANSIENT_STATUS = {408, 409, 429, 500, 502, 503, 504}
+
+
+def settings_from(namespace):
+    """The LLM settings of a stage's config (grade.py's grader_model becomes model)."""
+    s = {k: namespace[k] for k in SHARED_KEYS if k in namespace}
+    if 'grader_model' in s:
+        s['model'] = s.pop('grader_model')
+    return s
+
+
+def followup(request, answer, text, custom_id):
+    """Turn 2 of a conversation: turn 1's messages, its answer, and a new user message."""
+    return {'custom_id': custom_id, 'params': dict(request.get('params', {})),
+            'messages': list(request['messages']) + [{'role': 'assistant', 'content': answer},
+                                                     {'role': 'user', 'content': text}]}
+
+
+def price_of(model, price=None):
+    if price is not None:
+        return tuple(price)
+    return PRICES.get(model, PRICES.get(model.split('/')[-1].rsplit('-20', 1)[0], (0.0, 0.0)))
+
+
+def cost_of(prompt_tokens, completion_tokens, price, batch):
+    return (prompt_tokens * price[0] + completion_tokens * price[1]) / 1e6 * (0.5 if batch else 1.0)
+
+
+def estimate_cost(requests, model, batch=False, price=None, out_tokens_guess=None):
+    """(input tokens, output tokens, USD) for sending `requests` once: input at ~4 characters a
+    token, output at out_tokens_guess per answer (default: the request's max_tokens, an upper
+    bound)."""
+    tin = tout = 0
+    for r in requests:
+        tin += sum(len(m['content']) for m in r['messages']) // 4 + 8
+        p = r.get('params', {})
+        tout += out_tokens_guess or p.get('max_tokens') or p.get('max_completion_tokens') or 500
+    return tin, tout, cost_of(tin, tout, price_of(model, price), batch)
+
+
+# ----------------------------------------------------------------------------- the log
+class ResponseLog:
+    """state_dir/responses.jsonl: one line per paid answer {"custom_id", "text", "usage",
+    "rejected"}, fsynced before the answer is used, so a kill -9 never loses a paid answer."""
+
+    def __init__(self, state_dir):
+        os.makedirs(state_dir, exist_ok=True)
+        self.path = os.path.join(state_dir, 'responses.jsonl')
+        self.answers, self.tokens = {}, [0, 0]
+        if os.path.exists(self.path):
+            with open(self.path, 'rb+') as f:     # cut a line torn by a kill in mid-write
+                data = f.read()
+                if data and not data.endswith(b'\n'):
+                    f.truncate(data.rfind(b'\n') + 1)
+                    data = data[:data.rfind(b'\n') + 1]
+            for line in data.decode('utf-8').splitlines():
+                rec = json.loads(line)
+                self.tokens[0] += rec['usage'].get('prompt_tokens', 0)
+                self.tokens[1] += rec['usage'].get('completion_tokens', 0)
+                if not rec.get('rejected'):
+                    self.answers[rec['custom_id']] = rec
+        self.f = open(self.path, 'a', encoding='utf-8')
+
+    def add(self, custom_id, text, usage, rejected=None):
+        rec = {'custom_id': custom_id, 'text': text, 'usage': usage}
+        if rejected:
+            rec['rejected'] = rejected
+        self.f.write(json.dumps(rec, ensure_ascii=False) + '\n')
+        self.f.flush()
+        os.fsync(self.f.fileno())
+        self.tokens[0] += usage.get('prompt_tokens', 0)
+        self.tokens[1] += usage.get('completion_tokens', 0)
+        if not rejected:
+            self.answers[custom_id] = rec
+
+    def close(self):
+        self.f.close()
+
+
+def write_json_atomic(path, obj):
+    tmp = f'{path}.{os.getpid()}.tmp'
+    with open(tmp, 'w', encoding='utf-8') as f:
+        json.dump(obj, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- one job
+class Job:
+    """The bookkeeping both backends share: what is left, what it cost, what was rejected."""
+
+    def __init__(self, requests, state_dir, validate, on_result, settings):
+        self.s = settings
+        self.batch = settings['backend'] == 'batch'
+        self.price = price_of(settings['model'], settings.get('price'))
+        self.validate, self.on_result = validate, on_result
+        self.log = ResponseLog(state_dir)
+        self.state_dir = state_dir
+        ids = [r['custom_id'] for r in requests]
+        if len(set(ids)) != len(ids):
+            raise SystemExit('error: llm.run: custom_ids must be unique')
+        self.by_id = {r['custom_id']: r for r in requests}
+        self.rejects = Counter()          # per custom_id
+        self.rejected, self.failed, self.retries = Counter(), Counter(), Counter()   # per reason
+        self.stopped = None               # why the run stopped early (a budget), if it did
+        self.sent = self.answers = self.cached = self.kept = 0
+        self.tokens = [0, 0]
+        self.delivered = set()
+
+    @property
+    def cost(self):
+        return cost_of(*self.tokens, self.price, self.batch)
+
+    @property
+    def spent_total(self):
+        return cost_of(self.log.tokens[0], self.log.tokens[1], self.price, self.batch)
+
+    def over_budget(self, upcoming_usd=0.0):
+        if self.s['max_requests'] and self.sent >= self.s['max_requests']:
+            return 'max_requests'
+        if self.s['max_cost_usd'] and self.spent_total + upcoming_usd >= self.s['max_cost_usd']:
+            return 'max_cost_usd'
+        return None
+
+    def deliver_cached(self):
+        """Answers received by an earlier run: delivered again, for free. Returns the rest."""
+        todo = []
+        for cid, req in self.by_id.items():
+            rec = self.log.answers.get(cid)
+            if rec is None:
+                todo.append(req)
+                continue
+            self.cached += 1
+            self.kept += 1
+            self.delivered.add(cid)
+            if self.on_result:
+                self.on_result(req, {'custom_id': cid, 'text': rec['text'], 'usage': rec['usage'], 'cached': True})
+        return todo
+
+    def answer(self, req, text, usage):
+        """A paid answer arrived: log it (fsync) first, then validate and deliver it.
+        Returns True when kept, False when the request should be sent again, None when it
+        has been rejected too often."""
+        usage = {'prompt_tokens': int(usage.get('prompt_tokens') or 0),
+                 'completion_tokens': int(usage.get('completion_tokens') or 0)}
+        self.answers += 1
+        self.tokens[0] += usage['prompt_tokens']
+        self.tokens[1] += usage['completion_tokens']
+        cid = req['custom_id']
+        reason = 'empty' if not (text or '').strip() else (self.validate(req, text) if self.validate else None)
+        self.log.add(cid, text, usage, rejected=reason)
+        if reason:
+            self.rejected[reason] += 1
+            self.rejects[cid] += 1
+            if self.rejects[cid] > self.s['max_rejects']:
+                self.failed['rejected too often'] += 1
+                return None
+            return False
+        if cid not in self.delivered:
+            self.delivered.add(cid)
+            self.kept += 1
+            if self.on_result:
+                self.on_result(req, {'custom_id': cid, 'text': text, 'usage': usage, 'cached': False})
+        return True
+
+    def report(self):
+        return {'requests': self.sent, 'answers': self.answers, 'cached': self.cached, 'kept': self.kept,
+                'rejected': dict(self.rejected), 'failed': dict(self.failed), 'retries': dict(self.retries),
+                'stopped': self.stopped,
+                'prompt_tokens': self.tokens[0], 'completion_tokens': self.tokens[1],
+                'cost_usd': round(self.cost, 4), 'spent_usd_total': round(self.spent_total, 4),
+                'unfinished': sorted(set(self.by_id) - self.delivered)}
+
+    def postfix(self):
+        return {'tok': self.tokens[0] + self.tokens[1], 'usd': f'{self.cost:.3f}',
+                'rej': sum(self.rejected.values())}
+
+
+# ----------------------------------------------------------------------------- set-up
+def make_client(settings, asynchronous):
+    """An OpenAI SDK client with its own retries off (ours honour Retry-After and a budget)."""
+    import openai
+    key = os.environ.get(settings['api_key_env'], '')
+    local = bool(settings['base_url']) and 'api.openai.com' not in settings['base_url']
+    if not key and not local:
+        raise SystemExit(f"error: set the API key in the environment variable {settings['api_key_env']} "
+                         "(or point --base_url at a local server)")
+    cls = openai.AsyncOpenAI if asynchronous else openai.OpenAI
+    return cls(api_key=key or 'no-key', base_url=settings['base_url'] or None,
+               max_retries=0, timeout=settings['timeout'])
+
+
+def confirm(todo, job):
+    """Print the estimate; go on only with yes, or a 'y' typed at a terminal."""
+    s = job.s
+    tin, tout, usd = estimate_cost(todo, s['model'], job.batch, s.get('price'), s.get('out_tokens_guess'))
+    paid = usd > 0 or not s['base_url'] or 'api.openai.com' in s['base_url']
+    limit = f", stopping at ${s['max_cost_usd']:.2f}" if s['max_cost_usd'] else ''
+    n = min(len(todo), s['max_requests']) if s['max_requests'] else len(todo)
+    print(f"llm: {n} requests to {s['model']} ({s['backend']}), about {tin:,} input and at most "
+          f"{tout:,} output tokens: estimated cost up to ${usd:.2f}{limit}"
+          + ('' if paid else ' (a local server: no charge)'), flush=True)
+    if not paid or s['yes']:
+        return
+    if not sys.stdin.isatty():
+        raise SystemExit('error: this run costs money; pass --yes to confirm (no terminal to ask on)')
+    if input('Proceed? [y/N] ').strip().lower() not in ('y', 'yes'):
+        raise SystemExit('error: cancelled')
+
+
+def retry_delay(attempt, retry_after=None):
+    """Exponential backoff with full jitter, at least what the server asked for."""
+    delay = random.uniform(0.5, 1.0) * min(30.0, 0.25 * 2 ** attempt)
+    return max(delay, retry_after or 0.0)
+
+
+def retry_after_of(exc):
+    headers = getattr(getattr(exc, 'response', None), 'headers', None) or {}
+    try:
+        if headers.get('retry-after-ms'):
+            return float(headers['retry-after-ms']) / 1000
+        if headers.get('retry-after'):
+            return float(headers['retry-after'])
+    except ValueError:
+        return None
+    return None
+
+
+def classify(exc):
+    """'transient' (try again), 'fatal' (stop the run: bad key, bad model), or 'bad request'."""
+    import openai
+    status = getattr(exc, 'status_code', None)
+    if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError, asyncio.TimeoutError,
+                        json.JSONDecodeError, openai.APIResponseValidationError)):
+        return 'transient'
+    if status in TRANSIENT_STATUS or (status or 0) >= 500:
+        return 'transient'
+    if status in (401, 403, 404):
+        return 'fatal'
+    if isinstance(exc, openai.APIStatusError):
+        return 'bad request'
+    return 'transient' if isinstance(exc, (OSError, ValueError)) else 'fatal'
+
+
+def error_name(exc):
+    status = getattr(exc, 'status_code', None)
+    return f'http {status}' if status else type(exc).__name__
+
+
+# ----------------------------------------------------------------------------- backend: openai
+async def _chat(client, req, model, timeout):
+    """One chat request -> (text, usage). A body that is not a chat completion raises
+    ValueError (a transient fault: malformed JSON from a proxy, a truncated answer)."""
+    body = dict(model=model, messages=req['messages'])
+    body.update(req.get('params', {}))
+    raw = await asyncio.wait_for(client.chat.completions.with_raw_response.create(**body), timeout * 1.5)
+    data = json.loads(raw.http_response.content)
+    try:
+        text = data['choices'][0]['message'].get('content') or ''
+    except (KeyError, IndexError, TypeError):
+        raise ValueError('not a chat completion')
+    return text, data.get('usage') or {}
+
+
+async def _run_openai(todo, job):
+    from tqdm import tqdm
+    s = job.s
+    client = make_client(s, asynchronous=True)
+    queue = asyncio.Queue()
+    for r in todo:
+        queue.put_nowait(r)
+    bar = tqdm(total=len(todo), desc=s.get('desc', 'requests'), unit='req', mininterval=0.5)
+    fatal = []
+
+    async def worker():
+        while not fatal:
+            try:
+                req = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            model = req.get('params', {}).get('model', s['model'])
+            attempt = 0
+            while not fatal:
+                if job.over_budget():
+                    job.stopped = job.over_budget()
+                    return
+                job.sent += 1
+                try:
+                    text, usage = await _chat(client, req, model, s['timeout'])
+                except Exception as exc:   # noqa: BLE001 (sorted by classify)
+                    kind = classify(exc)
+                    if kind == 'fatal':
+                        fatal.append(f'{error_name(exc)}: {getattr(exc, "message", exc)}')
+                        return
+                    attempt += 1
+                    if kind == 'bad request' or attempt > s['max_retries']:
+                        job.failed[error_name(exc)] += 1
+                        bar.update(1)
+                        break
+                    job.retries[error_name(exc)] += 1
+                    await asyncio.sleep(retry_delay(attempt, retry_after_of(exc)))
+                    continue
+                kept = job.answer(req, text, usage)
+                if kept is False:
+                    continue            # rejected: ask again
+                bar.update(1)
+                bar.set_postfix(job.postfix(), refresh=False)
+                break
+
+    try:
+        await asyncio.gather(*(worker() for _ in range(max(1, s['concurrency']))))
+    finally:
+        bar.close()
+        await client.close()
+    if fatal:
+        raise SystemExit(f'error: the API refused the request ({fatal[0]}); check the key, model and base_url')
+
+
+# ----------------------------------------------------------------------------- backend: batch
+def _batch_line(req, model):
+    body = {'model': req.get('params', {}).get('model', model), 'messages': req['messages']}
+    body.update(req.get('params', {}))
+    return json.dumps({'custom_id': req['custom_id'], 'method': 'POST', 'url': '/v1/chat/completions',
+                       'body': body}, ensure_ascii=False) + '\n'
+
+
+def _with_retries(fn, s, what):
+    """A Batch/Files API call, retried like chat requests."""
+    for attempt in range(1, s['max_retries'] + 2):
+        try:
+            return fn()
+        except Exception as exc:   # noqa: BLE001
+            kind = classify(exc)
+            if kind != 'transient' or attempt > s['max_retries']:
+                raise SystemExit(f'error: {what} failed ({error_name(exc)}: {getattr(exc, "message", exc)})')
+            time.sleep(retry_delay(attempt, retry_after_of(exc)))
+
+
+def _run_batch(todo, job):
+    """Submit what is left in batches of at most batch_max_requests, poll, download, match by
+    custom_id, resubmit failures. batches.json records each batch as soon as it exists, so a
+    restart polls the batches in flight instead of submitting (and paying for) them again."""
+    from tqdm import tqdm
+    s = job.s
+    client = make_client(s, asynchronous=False)
+    state_path = os.path.join(job.state_dir, 'batches.json')
+    state = json.load(open(state_path)) if os.path.exists(state_path) else {'batches': []}
+    # a submission killed between upload and our record of the batch: find it by its input file
+    for b in state['batches']:
+        if b.get('id') is None:
+            found = _with_retries(lambda: [x for x in client.batches.list(limit=100).data
+                                           if x.input_file_id == b['input_file_id']], s, 'listing batches')
+            b['id'] = found[0].id if found else None
+            b['status'] = 'in_flight' if found else 'lost'
+    write_json_atomic(state_path, state)
+    pending = {r['custom_id']: r for r in todo}
+    attempts = Counter()
+    bar = tqdm(total=len(todo), desc=s.get('desc', 'batch requests'), unit='req')
+
+    def in_flight():
+        return [b for b in state['batches'] if b['status'] == 'in_flight']
+
+    try:
+        while True:
+            flying = {cid for b in in_flight() for cid in b['custom_ids']}
+            # 1. submit what is neither answered nor in flight
+            submit = [r for cid, r in pending.items() if cid not in flying]
+            while submit and not job.over_budget():
+                chunk = submit[:s.get('batch_max_requests', 50000)]
+                if s['max_requests']:
+                    chunk = chunk[:max(0, s['max_requests'] - job.sent)]
+                if s['max_cost_usd']:   # only what the budget still covers, at the estimate
+                    while chunk and job.spent_total + estimate_cost(chunk, s['model'], True, s.get('price'),
+                                                                    s.get('out_tokens_guess'))[2] > s['max_cost_usd']:
+                        chunk = chunk[:len(chunk) // 2]
+                if not chunk:
+                    break
+                submit = submit[len(chunk):]
+                n = len(state['batches'])
+                path = os.path.join(job.state_dir, f'batch-input-{n:04d}.jsonl')
+                data = ''.join(_batch_line(r, s['model']) for r in chunk).encode('utf-8')
+                with open(path, 'wb') as f:       # kept beside the state, to see what was sent
+                    f.write(data)
+                upload = _with_retries(lambda: client.files.create(
+                    file=(os.path.basename(path), data), purpose='batch'), s, 'file upload')
+                entry = {'id': None, 'input_file_id': upload.id, 'status': 'submitting',
+                         'custom_ids': [r['custom_id'] for r in chunk]}
+                state['batches'].append(entry)
+                write_json_atomic(state_path, state)
+                batch = _with_retries(lambda: client.batches.create(
+                    input_file_id=upload.id, endpoint='/v1/chat/completions', completion_window='24h'),
+                    s, 'batch creation')
+                entry.update(id=batch.id, status='in_flight')
+                write_json_atomic(state_path, state)
+                job.sent += len(chunk)
+                for r in chunk:
+                    attempts[r['custom_id']] += 1
+                bar.write(f'llm: submitted batch {batch.id} with {len(chunk)} requests')
+            if not in_flight():
+                break
+            # 2. poll; collect the finished ones
+            time.sleep(s.get('poll_seconds', 30))
+            for b in in_flight():
+                info = _with_retries(lambda: client.batches.retrieve(b['id']), s, 'batch polling')
+                if info.status not in ('completed', 'failed', 'expired', 'cancelled'):
+                    continue
+                for fid in (info.output_file_id, info.error_file_id):
+                    if not fid:
+                        continue
+                    text = _with_retries(lambda: client.files.content(fid).text, s, 'result download')
+                    for line in text.splitlines():
+                        item = json.loads(line)
+                        cid = item.get('custom_id')
+                        req = pending.get(cid)
+                        if req is None:
+                            continue          # answered already (a batch read twice after a restart)
+                        resp = item.get('response') or {}
+                        body = resp.get('body') or {}
+                        if resp.get('status_code') == 200 and body.get('choices'):
+                            content = body['choices'][0].get('message', {}).get('content') or ''
+                            kept = job.answer(req, content, body.get('usage') or {})
+                            if kept is False:
+                                continue      # rejected: stays pending, goes in the next batch
+                        else:
+                            reason = (item.get('error') or {}).get('code') or f"http {resp.get('status_code')}"
+                            job.retries[reason] += 1
+                            if attempts[cid] <= s['max_retries']:
+                                continue
+                            job.failed[reason] += 1
+                        pending.pop(cid)
+                        bar.update(1)
+                b['status'] = info.status
+                write_json_atomic(state_path, state)
+                bar.set_postfix(job.postfix(), refresh=False)
+            if job.over_budget() and not in_flight():
+                break
+    finally:
+        bar.close()
+        client.close()
+    if pending and job.over_budget():
+        job.stopped = job.over_budget()
+
+
+# ----------------------------------------------------------------------------- the entry point
+DEFAULTS = dict(backend='openai', model='gpt-4.1-mini', base_url='', api_key_env='OPENAI_API_KEY',
+                concurrency=16, max_requests=0, max_cost_usd=0.0, yes=False, timeout=60.0,
+                max_retries=6, max_rejects=3, price=None, poll_seconds=30, batch_max_requests=50000,
+                desc='requests', out_tokens_guess=None)
+
+
+def run(requests, state_dir, validate=None, on_result=None, **settings):
+    unknown = set(settings) - set(DEFAULTS)
+    if unknown:
+        raise SystemExit(f"error: llm.run: unknown settings {', '.join(sorted(unknown))}")
+    s = {**DEFAULTS, **settings}
+    if s['backend'] not in ('openai', 'batch'):
+        raise SystemExit(f"error: backend must be openai or batch, not {s['backend']!r}")
+    job = Job(requests, state_dir, validate, on_result, s)
+    try:
+        todo = job.deliver_cached()
+        if todo:
+            if job.over_budget():
+                job.stopped = job.over_budget()
+                print(f'llm: budget already spent ({job.stopped}); nothing sent', flush=True)
+            else:
+                confirm(todo, job)
+                if s['backend'] == 'openai':
+                    asyncio.run(_run_openai(todo, job))
+                else:
+                    _run_batch(todo, job)
+    finally:
+        job.log.close()
+    return job.report()
