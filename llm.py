@@ -102,12 +102,12 @@ def estimate_cost(requests, model, batch=False, price=None, out_tokens_guess=Non
 # ----------------------------------------------------------------------------- the log
 class ResponseLog:
     """state_dir/responses.jsonl: one line per paid answer {"custom_id", "text", "usage",
-    "rejected"}, fsynced before the answer is used, so a kill -9 never loses a paid answer."""
+    "usd", "rejected"}, fsynced before the answer is used, so a kill -9 never loses a paid answer."""
 
     def __init__(self, state_dir):
         os.makedirs(state_dir, exist_ok=True)
         self.path = os.path.join(state_dir, 'responses.jsonl')
-        self.answers, self.tokens = {}, [0, 0]
+        self.answers, self.usd = {}, 0.0
         if os.path.exists(self.path):
             with open(self.path, 'rb+') as f:     # cut a line torn by a kill in mid-write
                 data = f.read()
@@ -116,21 +116,19 @@ class ResponseLog:
                     data = data[:data.rfind(b'\n') + 1]
             for line in data.decode('utf-8').splitlines():
                 rec = json.loads(line)
-                self.tokens[0] += rec['usage'].get('prompt_tokens', 0)
-                self.tokens[1] += rec['usage'].get('completion_tokens', 0)
+                self.usd += rec.get('usd', 0.0)
                 if not rec.get('rejected'):
                     self.answers[rec['custom_id']] = rec
         self.f = open(self.path, 'a', encoding='utf-8')
 
-    def add(self, custom_id, text, usage, rejected=None):
-        rec = {'custom_id': custom_id, 'text': text, 'usage': usage}
+    def add(self, custom_id, text, usage, usd, rejected=None):
+        rec = {'custom_id': custom_id, 'text': text, 'usage': usage, 'usd': usd}
         if rejected:
             rec['rejected'] = rejected
         self.f.write(json.dumps(rec, ensure_ascii=False) + '\n')
         self.f.flush()
         os.fsync(self.f.fileno())
-        self.tokens[0] += usage.get('prompt_tokens', 0)
-        self.tokens[1] += usage.get('completion_tokens', 0)
+        self.usd += usd
         if not rejected:
             self.answers[custom_id] = rec
 
@@ -175,7 +173,7 @@ class Job:
 
     @property
     def spent_total(self):
-        return cost_of(self.log.tokens[0], self.log.tokens[1], self.price, self.batch)
+        return self.log.usd
 
     def over_budget(self, upcoming_usd=0.0):
         if self.s['max_requests'] and self.sent >= self.s['max_requests']:
@@ -210,7 +208,8 @@ class Job:
         self.tokens[1] += usage['completion_tokens']
         cid = req['custom_id']
         reason = 'empty' if not (text or '').strip() else (self.validate(req, text) if self.validate else None)
-        self.log.add(cid, text, usage, rejected=reason)
+        self.log.add(cid, text, usage, cost_of(usage['prompt_tokens'], usage['completion_tokens'],
+                                               self.price, self.batch), rejected=reason)
         if reason:
             self.rejected[reason] += 1
             self.rejects[cid] += 1
