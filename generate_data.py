@@ -46,6 +46,7 @@ yes = False                # skip the confirmation before a paid run
 max_tokens = 600           # per answer
 temperature = 1.0
 timeout = 60.0             # seconds per request
+poll_seconds = 30.0        # batch: seconds between status checks
 max_rejects = 3            # a story's answers may be rejected this often before it is given up
 min_words = 60             # validation: an answer outside [min_words, max_words] is rejected
 max_words = 600
@@ -471,8 +472,87 @@ def main():
     print('generate_data: ' + ', '.join(f'{k}={v}' for k, v in report.items()))
 
 
+# ----------------------------------------------------------------------------- LLM answers
+IRREGULAR = dict(pair.split(':') for pair in (
+    'run:ran eat:ate sing:sang swim:swam drink:drank ring:rang sit:sat dig:dug fly:flew throw:threw '
+    'blow:blew grow:grew draw:drew know:knew see:saw take:took shake:shook fall:fell hold:held '
+    'catch:caught bring:brought think:thought buy:bought teach:taught fight:fought seek:sought '
+    'find:found give:gave hide:hid bite:bit ride:rode write:wrote drive:drove wake:woke lose:lost '
+    'leave:left sleep:slept keep:kept sweep:swept feel:felt meet:met lead:led feed:fed hear:heard '
+    'tell:told sell:sold say:said pay:paid make:made stand:stood win:won spin:spun stick:stuck '
+    'swing:swung sting:stung hang:hung tear:tore wear:wore freeze:froze break:broke steal:stole '
+    'speak:spoke choose:chose forget:forgot shine:shone build:built lend:lent send:sent spend:spent '
+    'bend:bent begin:began come:came go:went do:did have:had get:got sweep:swept weep:wept').split())
+REFUSALS = ("i'm sorry", 'i am sorry', 'i cannot', "i can't", 'as an ai', 'i apologize')
+
+
+def word_used(word, text):
+    """Does `text` use `word` in some form (jump, jumps, jumped, jumping; cry, cried; run, ran)?"""
+    stem = word[:-1] + '(?:y|i)' if word.endswith('y') and len(word) > 2 else \
+        re.escape(word[:-1] if word.endswith('e') and len(word) > 3 else word)
+    forms = [stem] + ([re.escape(IRREGULAR[word])] if word in IRREGULAR else [])
+    return re.search(r'\b(?:' + '|'.join(forms) + r')\w*', text, re.IGNORECASE) is not None
+
+
+def split_answer(text):
+    """An answer -> (story, summary): the summary is the line starting 'Summary:', if any."""
+    story, summary = text.strip(), ''
+    m = re.search(r'^\W*summary\W*:\s*(.+)$', story, re.IGNORECASE | re.MULTILINE)
+    if m:
+        summary = m.group(1).strip().strip('*').strip()
+        story = story[:m.start()].strip()
+    story = re.sub(r'^\W*(title|story)\W*:.*\n+', '', story, flags=re.IGNORECASE)  # a heading line
+    return story, summary
+
+
+def check_answer(spec, text):
+    """None if the answer is a usable story for `spec`, else why not (counted by reason)."""
+    story, summary = split_answer(text)
+    if story.lower().startswith(REFUSALS):
+        return 'refusal'
+    n = len(story.split())
+    if n < min_words:
+        return 'too short'
+    if n > max_words:
+        return 'too long'
+    if not all(word_used(w, story) for w in spec['words']):
+        return 'missing words'
+    if instruct and not summary:
+        return 'no summary'
+    return None
+
+
 def run_llm(writer, wanted):
-    raise SystemExit('error: the openai and batch backends are not wired up yet')
+    import llm
+    specs = {f'{seed}-{i:08d}': story_spec(seed, i) for i in wanted}
+    params = {'max_tokens': max_tokens, 'temperature': temperature}
+    requests = [{'custom_id': cid, 'params': params, 'messages': [
+        {'role': 'user', 'content': make_prompt(sp['words'], sp['features'], instruct)}]}
+        for cid, sp in specs.items()]
+    written = [0]
+
+    def on_result(req, result):
+        sp = specs[req['custom_id']]
+        story, summary = split_answer(result['text'])
+        record = {'id': sp['id'], 'story': story,
+                  'instruction': {'prompt:': req['messages'][0]['content'], 'words': sp['words'],
+                                  'features': sp['features']},
+                  'summary': summary if instruct else '',
+                  'sentence': pick_sentence(story, sp['rng']), 'source': model}
+        written[0] += writer.write(record)
+        if written[0] % 100 == 0:
+            writer.flush()     # (answers are safe in llm's fsynced log already)
+
+    report = llm.run(requests, os.path.join(stories_dir, '.state', 'llm'),
+                     validate=lambda req, text: check_answer(specs[req['custom_id']], text),
+                     on_result=on_result, backend=backend, model=model, base_url=base_url,
+                     api_key_env=api_key_env, concurrency=concurrency, max_requests=max_requests,
+                     max_cost_usd=max_cost_usd, yes=yes, timeout=timeout, max_rejects=max_rejects,
+                     poll_seconds=poll_seconds, desc='stories')
+    writer.flush()
+    report['stories_kept'] = written[0]
+    report['unfinished'] = len(report['unfinished'])
+    return report
 
 
 if __name__ == '__main__':
