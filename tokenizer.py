@@ -222,6 +222,9 @@ def atomic_write(path, data):
     try:
         with os.fdopen(fd, 'wb') as f:
             f.write(data.encode('utf-8') if isinstance(data, str) else data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -328,6 +331,8 @@ class ChunkEncoder:
 
     def encode_stories(self, stories, dtype=np.uint16):
         """One array: EOT s1 EOT s2 ... EOT sN (each story after an EOT)."""
+        if not stories:
+            return np.zeros(0, dtype=dtype)
         block = ' '.join(['\0' + s for s in stories])
         if block.count('\0') != len(stories) or _SPACE_AFTER_SPACE.search(block):
             return self._encode_slow(stories, dtype)  # rare: text that split_chunks refuses

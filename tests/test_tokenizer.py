@@ -127,6 +127,7 @@ def test_chunk_encoder_matches_tiktoken():
             got = ce.encode_stories(batch)
             want = [t for s in batch for t in [eot] + enc.encode_ordinary(s)]
             assert got.dtype == np.uint16 and got.tolist() == want
+    assert T.ChunkEncoder(enc, eot).encode_stories([]).tolist() == []
 
 
 def test_vocab_too_small():

@@ -1,0 +1,560 @@
+"""
+Turn story text into the token bins that train.py memory-maps.
+
+    python prepare.py                                   # TinyStories V2 from the Hugging Face hub
+    python prepare.py --source=data/demo_stories --data_dir=data/demo       # generate_data.py output
+    python prepare.py --source=stories.txt --val_source=valid.txt --vocab_size=8192
+    python prepare.py --source=tinystories-instruct --format=instruct --data_dir=data/instruct
+
+Sources: `tinystories` (V2, GPT-4 stories), `tinystories-v1`, `tinystories-instruct` (hub
+downloads, cached in cache_dir), or a local .txt (stories between `<|endoftext|>` lines),
+.jsonl/.json (records with a `story` field), or a directory of those.
+
+The work, in order, each step resumable (its output is written atomically under
+data_dir/.prepare/, and a rerun after kill -9 skips the steps already done):
+  1. read + clean (mojibake, whitespace, empty, duplicates), hold out val, count chunks for BPE
+  2. train the BPE tokenizer (or take GPT-2's), saved as tokenizer.tiktoken
+  3. encode both splits on all cores -> train.bin / val.bin: EOT s1 EOT s2 ... EOT sN EOT
+  4. move the files into data_dir, meta.json last (its presence means the dataset is complete)
+"""
+import collections
+import hashlib
+import json
+import multiprocessing
+import os
+import random
+import shutil
+import sys
+import tarfile
+import time
+
+import numpy as np
+import regex
+import requests
+from tqdm import tqdm
+
+import tokenizer as T
+
+# -----------------------------------------------------------------------------
+source = 'tinystories'      # tinystories | tinystories-v1 | tinystories-instruct | a path
+val_source = ''             # a file or directory used as the val split (default: hold out)
+val_fraction = 0.005        # held-out share of stories when there is no val_source
+data_dir = 'data/tinystories'
+cache_dir = 'data/hub'      # downloads land here; a second run reuses them
+hub_url = 'https://huggingface.co/datasets/roneneldan/TinyStories/resolve/main'
+tokenizer = 'bpe'           # bpe (ours, trained here) | gpt2 (tiktoken's, needs internet once)
+vocab_size = 4096           # bpe: 256 bytes + merges + <|endoftext|>
+format = 'plain'            # plain | instruct (Summary/Features/Sentence/Words, then Story)
+ascii_only = False          # map typographic punctuation to ASCII, drop stories still non-ASCII
+seed = 1337
+workers = 0                 # processes for cleaning/encoding (0: all cores)
+block_mb = 2.0              # MB of text per work unit
+force = False               # redo even if data_dir is up to date / holds another tokenizer
+# -----------------------------------------------------------------------------
+
+HUB = {'tinystories': ('TinyStoriesV2-GPT4-train.txt', 'TinyStoriesV2-GPT4-valid.txt'),
+       'tinystories-v1': ('TinyStories-train.txt', 'TinyStories-valid.txt'),
+       'tinystories-instruct': ('TinyStories_all_data.tar.gz', None)}
+SEP = T.EOT
+SEP_BYTES = SEP.encode()
+EXTENSIONS = ('.txt', '.jsonl', '.json', '.tar.gz')
+
+
+class PrepareError(Exception):
+    """Bad input: main() turns it into a one-line `error: ...` exit. (Not SystemExit itself:
+    worker processes and pool threads must hand it back to the main process.)"""
+
+
+def fail(msg):
+    raise PrepareError(msg)
+
+
+# -----------------------------------------------------------------------------
+# downloads
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _hub_sha256(r):
+    """The hub names an LFS file's sha256 in X-Linked-Etag (on the redirect, or the answer)."""
+    for resp in list(r.history) + [r]:
+        tag = resp.headers.get('X-Linked-Etag', '').strip('"')
+        if len(tag) == 64 and all(c in '0123456789abcdef' for c in tag):
+            return tag
+    return None
+
+
+def download(url, path, sha256=None, retries=5, backoff=1.0):
+    """Stream url to path with a progress bar, resuming a partial `path.part` with HTTP Range.
+    Only a complete, verified file is ever renamed to `path`, so its presence means done."""
+    if os.path.exists(path):
+        return path
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    part, last = path + '.part', None
+    for attempt in range(retries):
+        if attempt:
+            time.sleep(min(backoff * 2 ** (attempt - 1), 30))
+        have = os.path.getsize(part) if os.path.exists(part) else 0
+        try:
+            with requests.get(url, headers={'Range': f'bytes={have}-'} if have else {},
+                              stream=True, timeout=60) as r:
+                if r.status_code == 416:  # our part is not a prefix of this file: start over
+                    os.remove(part)
+                    last = 'range not satisfiable'
+                    continue
+                if 400 <= r.status_code < 500:
+                    fail(f"download {url}: HTTP {r.status_code}")
+                r.raise_for_status()
+                sha256 = sha256 or _hub_sha256(r)
+                if r.status_code == 206:
+                    total = int(r.headers['Content-Range'].rpartition('/')[2])
+                else:  # 200: the server ignored Range (or we had nothing): from the start
+                    have, length = 0, r.headers.get('Content-Length')
+                    total = int(length) if length else None
+                with open(part, 'ab' if have else 'wb') as f, \
+                        tqdm(total=total, initial=have, unit='B', unit_scale=True,
+                             desc=os.path.basename(path)) as bar:
+                    for block in r.iter_content(1 << 20):
+                        f.write(block)
+                        bar.update(len(block))
+        except (requests.ConnectionError, requests.Timeout,
+                requests.exceptions.ChunkedEncodingError, requests.HTTPError) as e:
+            last = f"{type(e).__name__}: {str(e)[:120]}"
+            continue
+        size = os.path.getsize(part)
+        if total is not None and size != total:
+            last = f"got {size} of {total} bytes"
+            if size > total:
+                os.remove(part)
+            continue
+        if sha256 and sha256_file(part) != sha256:
+            os.remove(part)
+            fail(f"download {url}: sha256 mismatch (the partial file was removed; rerun)")
+        os.replace(part, path)
+        return path
+    fail(f"download {url} failed after {retries} tries ({last}); rerun to resume {part}")
+
+
+# -----------------------------------------------------------------------------
+# reading: every source becomes a stream of blocks (whole stories or records)
+
+def list_files(path):
+    if os.path.isdir(path):
+        found = []
+        for root, dirs, files in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
+            found += [os.path.join(root, f) for f in sorted(files)
+                      if not f.startswith('.') and f.endswith(EXTENSIONS)]
+        if not found:
+            fail(f"{path} holds no .txt, .jsonl or .json files")
+        return found
+    if not os.path.exists(path):
+        fail(f"source {path!r} not found (a path, or one of: {', '.join(HUB)})")
+    if not path.endswith(EXTENSIONS):
+        fail(f"{path}: unknown file type (use .txt, .jsonl, .json)")
+    if os.path.getsize(path) == 0:
+        fail(f"{path} is empty")
+    return [path]
+
+
+def resolve(src):
+    """A source name or path -> (train files, val files or None)."""
+    if src in HUB:
+        train_name, val_name = HUB[src]
+        get = lambda name: download(f"{hub_url.rstrip('/')}/{name}", os.path.join(cache_dir, name))
+        return [get(train_name)], ([get(val_name)] if val_name else None)
+    return list_files(src), None
+
+
+def read_blocks(path, block_bytes):
+    """Yield (kind, payload, path, byte offset): kind 'txt' (bytes of whole stories),
+    'jsonl' (bytes of whole lines) or 'records' (a list of dicts)."""
+    if path.endswith('.tar.gz'):
+        with tarfile.open(path, 'r|gz') as tar:
+            for member in tar:
+                if member.isfile() and member.name.endswith('.json'):
+                    yield from json_blocks(tar.extractfile(member).read(), f"{path}:{member.name}")
+        return
+    with open(path, 'rb') as f:
+        if path.endswith('.json'):
+            yield from json_blocks(f.read(), path)
+            return
+        kind = 'txt' if path.endswith('.txt') else 'jsonl'
+        sep = SEP_BYTES if kind == 'txt' else b'\n'
+        carry, offset, seen_sep = b'', 0, False
+        while True:
+            data = f.read(block_bytes)
+            buf = carry + data
+            cut = len(buf) if not data else buf.rfind(sep)
+            if cut > 0:
+                seen_sep = seen_sep or sep in buf[:cut + len(sep)]
+                end = cut if not data else cut + len(sep)
+                yield kind, buf[:end], path, offset
+                offset += end
+                carry = buf[end:]
+            else:
+                carry = buf
+            if not data:
+                break
+        if kind == 'txt' and offset and not seen_sep:
+            fail(f"{path}: no {SEP} separator: stories must be separated by {SEP} lines")
+
+
+def json_blocks(data, name, per_block=5000):
+    try:
+        records = json.loads(decode(data, name, 0))
+    except ValueError as e:
+        fail(f"{name}: not valid JSON ({e})")
+    if isinstance(records, dict):
+        records = [records]
+    if not isinstance(records, list):
+        fail(f"{name}: expected a JSON list of records with a 'story' field")
+    for i in range(0, len(records), per_block):
+        yield 'records', records[i:i + per_block], name, i
+
+
+def decode(data, name, offset):
+    try:
+        return data.decode('utf-8')
+    except UnicodeDecodeError as e:
+        fail(f"{name}: not UTF-8 at byte offset {offset + e.start} ({data[e.start:e.start + 4]!r})")
+
+
+# -----------------------------------------------------------------------------
+# cleaning
+
+def _mojibake_table():
+    """UTF-8 text that was once decoded as Windows-1252 (`’` became `â€™`): map it back."""
+    table = {}
+    for ch in "’‘“”—–…•™é è à â ç ê ë î ï ô ö ü ñ á í ó ú ä É ° ½ ·".replace(' ', '') + '\xa0':
+        raw = ch.encode('utf-8')
+        wrong = ''.join(bytes([b]).decode('cp1252', errors='ignore') or chr(b) for b in raw)
+        table[wrong] = ch
+    table['â€'] = '”'  # `”` is E2 80 9D; 9D has no cp1252 letter, so it is usually just lost
+    return table
+
+
+MOJIBAKE = _mojibake_table()
+MOJIBAKE_RE = regex.compile('|'.join(sorted(map(regex.escape, MOJIBAKE), key=len, reverse=True)))
+ASCII_PUNCT = str.maketrans({'’': "'", '‘': "'", '“': '"', '”': '"', '—': '-', '–': '-',
+                             '…': '...', '\xa0': ' '})
+ODD_SPACE_RE = regex.compile(r'[^\S\n ]|  | \n|\n |\n\n\n|^\s|\s$|\r|[\x00-\x08\x0e-\x1f\x7f]')
+
+
+def normalise_space(s):
+    s = s.replace('\r\n', '\n').replace('\r', '\n')
+    s = regex.sub(r'[\x00-\x08\x0e-\x1f\x7f]', '', s)
+    s = regex.sub(r'[^\S\n]+', ' ', s)        # tabs, no-break and other spaces -> one space
+    s = regex.sub(r' ?\n ?', '\n', s)
+    s = regex.sub(r'\n{3,}', '\n\n', s)        # keep paragraphs, drop runs of blank lines
+    return s.strip()
+
+
+def clean(s, stats):
+    """Repair one story; returns '' when it should be dropped (and counts why)."""
+    if MOJIBAKE_RE.search(s):
+        s = MOJIBAKE_RE.sub(lambda m: MOJIBAKE[m.group()], s)
+        stats['repaired: mojibake'] += 1
+    if ODD_SPACE_RE.search(s):
+        s = normalise_space(s)
+        stats['repaired: whitespace'] += 1
+    if ascii_only and not s.isascii():
+        s = s.translate(ASCII_PUNCT)
+        if not s.isascii():
+            stats['dropped: non-ASCII'] += 1
+            return ''
+    if not s:
+        stats['dropped: empty'] += 1
+    elif SEP in s:
+        stats['dropped: holds ' + SEP] += 1
+        return ''
+    return s
+
+
+def render_instruct(story, rec, rng, stats):
+    """TinyStories-Instruct: a random non-empty subset of the prompts, random order, then Story."""
+    ins = rec.get('instruction') or {}
+    parts = []
+    if rec.get('summary'):
+        parts.append('Summary: ' + rec['summary'])
+    if ins.get('features'):
+        parts.append('Features: ' + ', '.join(ins['features']))
+    if rec.get('sentence'):
+        parts.append('Sentence: ' + rec['sentence'])
+    if ins.get('words'):
+        parts.append('Words: ' + ', '.join(ins['words']))
+    if not parts:
+        stats['instruct: no prompt fields'] += 1
+        return 'Story: ' + story
+    chosen = rng.sample(parts, rng.randint(1, len(parts)))
+    return '\n'.join([normalise_space(p) for p in chosen] + ['Story: ' + story])
+
+
+def clean_block(job):
+    """Worker: one block -> ([(digest, val draw, text, words)], stats)."""
+    kind, payload, name, offset = job
+    stats = collections.Counter({'stories in': 0, 'bytes in': 0})
+    if kind == 'txt':
+        items = [(s.strip(), None) for s in decode(payload, name, offset).split(SEP)]
+        if items and not items[-1][0]:
+            items.pop()  # nothing after the last separator
+    elif kind == 'jsonl':
+        items, pos = [], offset
+        for line in payload.split(b'\n'):
+            if line.strip():
+                try:
+                    rec = json.loads(decode(line, name, pos))
+                except ValueError as e:
+                    fail(f"{name}: bad JSON line at byte offset {pos} ({e})")
+                items.append(record_story(rec, name, pos))
+            pos += len(line) + 1
+    else:
+        items = [record_story(rec, name, offset + i) for i, rec in enumerate(payload)]
+    out = []
+    for story, rec in items:
+        stats['stories in'] += 1
+        stats['bytes in'] += len(story.encode('utf-8'))
+        text = clean(story, stats)
+        if not text:
+            continue
+        digest = hashlib.blake2b(text.encode('utf-8'), digest_size=8).digest()
+        draw = int.from_bytes(hashlib.blake2b(digest, digest_size=8, key=str(seed).encode()).digest()) / 2 ** 64
+        words = len(text.split())
+        if format == 'instruct' and rec is not None:
+            rng = random.Random(int.from_bytes(digest) ^ seed)
+            text = render_instruct(text, rec, rng, stats)
+        out.append((digest, draw, text, words))
+    return out, stats
+
+
+def record_story(rec, name, where):
+    if not isinstance(rec, dict) or not isinstance(rec.get('story'), str):
+        fail(f"{name}: record at {where} has no 'story' text field")
+    return rec['story'], rec
+
+
+def block_bytes():
+    return max(1024, int(block_mb * (1 << 20)))
+
+
+def parallel(fn, jobs, n, initializer=None, initargs=()):
+    """Ordered map over jobs: in worker processes when n > 1."""
+    if n <= 1:
+        if initializer:
+            initializer(*initargs)
+        yield from map(fn, jobs)
+        return
+    with multiprocessing.get_context('fork').Pool(n, initializer, initargs) as pool:
+        yield from pool.imap(fn, jobs)
+
+
+# -----------------------------------------------------------------------------
+# encoding (worker side)
+
+_encoder = None
+
+
+def init_encoder(ranks, pat_str, name):
+    global _encoder
+    _encoder = T.ChunkEncoder(T.make_encoding(ranks, pat_str, name))
+
+
+def encode_block(job):
+    data, dtype = job
+    stories = [s.strip('\n') for s in data.decode('utf-8').split(SEP)]  # cleaned: no edge spaces
+    stories = [s for s in stories if s]
+    return _encoder.encode_stories(stories, dtype=dtype), len(data)
+
+
+# -----------------------------------------------------------------------------
+
+def main():
+    from configurator import configure
+    configure(globals())
+    t0 = time.time()
+    nproc = workers or os.cpu_count() or 1
+    if tokenizer not in ('bpe', 'gpt2'):
+        fail(f"--tokenizer={tokenizer!r}: use bpe or gpt2")
+    if format not in ('plain', 'instruct'):
+        fail(f"--format={format!r}: use plain or instruct")
+    if tokenizer == 'bpe' and vocab_size < 256 + 1:
+        fail(f"--vocab_size={vocab_size} is too small: 256 byte tokens + 1 special need 257")
+    if not 0 <= val_fraction < 1:
+        fail(f"--val_fraction={val_fraction} must be in [0, 1)")
+    train_files, val_files = resolve(source)
+    if val_source:
+        val_files = list_files(val_source)
+    spec = {'tokenizer': tokenizer, 'vocab_size': vocab_size if tokenizer == 'bpe' else 50257,
+            'pat_str': T.PAT_STR if tokenizer == 'bpe' else T.GPT2_PAT_STR}
+    options = dict(spec, format=format, ascii_only=ascii_only, seed=seed,
+                   val_fraction=None if val_files else val_fraction,
+                   files=[[p, os.path.getsize(p), os.stat(p).st_mtime_ns]
+                          for p in train_files + (val_files or [])],
+                   val_files=val_files)
+    stamp = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:16]
+
+    meta_path = os.path.join(data_dir, 'meta.json')
+    if os.path.exists(meta_path) and not force:
+        old = T.read_meta(data_dir)
+        if any(old.get(k) != spec[k] for k in ('tokenizer', 'vocab_size', 'pat_str')):
+            fail(f"{data_dir} holds another tokenizer ({old.get('tokenizer')}, vocab "
+                 f"{old.get('vocab_size')}): use another --data_dir, or --force to replace it")
+        if old.get('stamp') == stamp and all(os.path.exists(os.path.join(data_dir, f)) for f in
+                                             ('train.bin', 'val.bin', 'tokenizer.tiktoken')):
+            print(f"{data_dir} is up to date (same inputs and options); --force to redo")
+            return
+
+    work = os.path.join(data_dir, '.prepare')
+    stamp_path = os.path.join(work, 'stamp')
+    if not os.path.exists(stamp_path) or open(stamp_path).read() != stamp:
+        shutil.rmtree(work, ignore_errors=True)
+        os.makedirs(work)
+        T.atomic_write(stamp_path, stamp)
+
+    # 1. read and clean ---------------------------------------------------------
+    clean_path = os.path.join(work, 'clean.json')
+    if not os.path.exists(clean_path):
+        report = clean_all(train_files, val_files, work, nproc)
+        T.atomic_write(clean_path, json.dumps(report))
+    report = json.load(open(clean_path))
+    print_report(report)
+    if report['train']['stories'] == 0:
+        fail(f"no stories left in {source} after cleaning")
+    if report['val']['stories'] == 0:
+        fail("the val split is empty: give --val_source, or more stories / a larger --val_fraction")
+
+    # 2. tokenizer ---------------------------------------------------------------
+    tok_path = os.path.join(work, 'tokenizer.tiktoken')
+    if not os.path.exists(tok_path):
+        t1 = time.time()
+        if tokenizer == 'gpt2':
+            ranks = gpt2_ranks()
+        else:
+            counts = [collections.Counter(c) for c in report.pop('chunks')]
+            ranks = T.train_bpe(chunk_counts=counts, vocab_size=vocab_size, progress=True)
+            if len(ranks) + 1 < vocab_size:
+                print(f"note: the text ran out of pairs: vocabulary {len(ranks) + 1}, not {vocab_size}")
+            print(f"trained BPE: {len(ranks) + 1} tokens in {time.time() - t1:.1f}s")
+        T.save_tiktoken(ranks, tok_path)
+    ranks = T.read_tiktoken(tok_path)
+    vocab = len(ranks) + 1
+    dtype = np.uint16 if vocab <= 65535 else np.uint32
+    if dtype == np.uint32:
+        print(f"vocabulary {vocab} is above 65,535: bins are uint32")
+
+    # 3. encode --------------------------------------------------------------------
+    tokens = {}
+    for split in ('train', 'val'):
+        bin_path = os.path.join(work, f'{split}.bin')
+        if not os.path.exists(bin_path):
+            encode_split(os.path.join(work, f'{split}.txt'), bin_path, ranks, spec, dtype, nproc)
+        tokens[split] = os.path.getsize(bin_path) // np.dtype(dtype).itemsize
+
+    # 4. into place, meta.json last ------------------------------------------------------
+    if os.path.exists(meta_path):
+        os.remove(meta_path)  # the old meta must not vouch for the new bins while they move
+    for f in ('train.bin', 'val.bin', 'tokenizer.tiktoken'):
+        os.replace(os.path.join(work, f), os.path.join(data_dir, f))
+    meta = {'vocab_size': vocab, 'eot_token': len(ranks), 'tokenizer': tokenizer,
+            'pat_str': spec['pat_str'], 'dtype': np.dtype(dtype).name, 'format': format,
+            'layout': 'EOT story EOT story ... EOT',
+            'splits': {s: {'stories': report[s]['stories'], 'tokens': tokens[s],
+                           'bytes': report[s]['bytes']} for s in ('train', 'val')},
+            'source': source, 'val_source': val_source or None, 'stamp': stamp}
+    T.atomic_write(meta_path, json.dumps(meta, indent=1))
+    shutil.rmtree(work, ignore_errors=True)
+    for s in ('train', 'val'):
+        n = meta['splits'][s]
+        print(f"{s}.bin: {n['tokens']:,} tokens, {n['bytes'] / max(n['tokens'], 1):.2f} bytes/token")
+    print(f"wrote {data_dir} (vocab {vocab}, {meta['dtype']}) in {time.time() - t0:.1f}s")
+
+
+def clean_all(train_files, val_files, work, nproc):
+    """Step 1: clean, drop duplicates (also of val stories in train), split, count chunks."""
+    seen = set()
+    report = {}
+    chunks = (collections.Counter(), collections.Counter(), collections.Counter())
+    outs = {s: open(os.path.join(work, f'{s}.txt.tmp'), 'w', encoding='utf-8') for s in ('train', 'val')}
+    totals = {s: collections.Counter() for s in ('train', 'val')}
+    passes = [('val', val_files), ('train', train_files)] if val_files else [(None, train_files)]
+    for fixed, files in passes:
+        jobs = (b for p in files for b in read_blocks(p, block_bytes()))
+        size = sum(os.path.getsize(p) for p in files)
+        with tqdm(total=size, unit='B', unit_scale=True, desc=f"clean {fixed or 'train+val'}") as bar:
+            for out, stats in parallel(clean_block, jobs, nproc):
+                train_texts = []
+                for digest, draw, text, words in out:
+                    split = fixed or ('val' if draw < val_fraction else 'train')
+                    if digest in seen:
+                        totals[split]['dropped: duplicate'] += 1
+                        continue
+                    seen.add(digest)
+                    outs[split].write(text + '\n' + SEP + '\n')
+                    t = totals[split]
+                    t['stories'] += 1
+                    t['bytes'] += len(text.encode('utf-8'))
+                    t['words'] += words
+                    if split == 'train':
+                        train_texts.append(text)
+                T.count_chunks(train_texts, *chunks)
+                # a block's raw counts go to the split its file feeds (held out: to train)
+                totals[fixed or 'train'].update(stats)
+                bar.update(stats['bytes in'])
+    for s, f in outs.items():
+        f.close()
+        os.replace(f.name, os.path.join(work, f'{s}.txt'))
+    for s in ('train', 'val'):
+        report[s] = dict(totals[s], stories=totals[s]['stories'], bytes=totals[s]['bytes'])
+    report['chunks'] = [dict(c) for c in chunks]
+    return report
+
+
+def print_report(report):
+    print(f"{'':24s}{'train':>14s}{'val':>14s}")
+    keys = ['stories in', 'bytes in'] + sorted({k for s in ('train', 'val') for k in report[s]
+                                                if k.startswith(('repaired', 'dropped', 'instruct'))})
+    for k in keys + ['stories', 'bytes']:
+        print(f"{(k if k not in ('stories', 'bytes') else k + ' out'):24s}"
+              + ''.join(f"{report[s].get(k, 0):>14,}" for s in ('train', 'val')))
+    print(f"{'mean words per story':24s}" + ''.join(
+        f"{report[s].get('words', 0) / max(report[s]['stories'], 1):>14.1f}" for s in ('train', 'val')))
+
+
+def gpt2_ranks():
+    try:
+        import tiktoken
+        enc = tiktoken.get_encoding('gpt2')
+    except Exception as e:
+        fail(f"cannot load tiktoken's gpt2 encoding (it downloads once, then caches; "
+             f"no internet?): {type(e).__name__}: {str(e)[:100]}")
+    return dict(enc._mergeable_ranks)
+
+
+def encode_split(txt_path, bin_path, ranks, spec, dtype, nproc):
+    """Step 3: stream the cleaned text through worker processes into a temp bin, then rename."""
+    tmp = bin_path + '.tmp'
+    eot = len(ranks)
+
+    def jobs():
+        for kind, data, _, _ in read_blocks(txt_path, block_bytes()):
+            yield data, dtype
+    name = 'gpt2' if spec['tokenizer'] == 'gpt2' else 'tinystories'
+    with open(tmp, 'wb') as f, tqdm(total=os.path.getsize(txt_path), unit='B', unit_scale=True,
+                                    desc=f"encode {os.path.basename(bin_path)}") as bar:
+        for ids, n in parallel(encode_block, jobs(), nproc, init_encoder, (ranks, spec['pat_str'], name)):
+            f.write(ids.tobytes())
+            bar.update(n)
+        f.write(np.array([eot], dtype=dtype).tobytes())
+    os.replace(tmp, bin_path)
+
+
+if __name__ == '__main__':
+    try:
+        main()
+    except PrepareError as e:
+        raise SystemExit(f"error: {e}")
