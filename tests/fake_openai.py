@@ -214,6 +214,8 @@ class _Handler(BaseHTTPRequestHandler):
                                   [('retry-after-ms', str(fake.retry_after_ms)), ('Retry-After', '0')])
         if fault == '500':
             return self.send_json(500, {'error': {'message': 'server error'}})
+        if fault == '401':
+            return self.send_json(401, {'error': {'message': 'Incorrect API key provided'}})
         if fault == 'timeout':
             time.sleep(fake.timeout_sleep)
             return
