@@ -119,7 +119,7 @@ def download(url, path, sha256=None, retries=5, backoff=1.0):
                 with open(part, 'ab' if have else 'wb') as f, \
                         tqdm(total=total, initial=have, unit='B', unit_scale=True,
                              desc=os.path.basename(path)) as bar:
-                    for block in r.iter_content(1 << 20):
+                    for block in r.iter_content(1 << 16):
                         f.write(block)
                         bar.update(len(block))
         except (requests.ConnectionError, requests.Timeout,
