@@ -32,7 +32,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 # -----------------------------------------------------------------------------
 out_dir = 'out'              # the run whose ckpt.pt is graded; reports go to out_dir/grade/
-device = 'cuda' if torch.cuda.is_available() else 'cpu'
+device = 'auto'              # auto (cuda if there is one, else cpu), cpu, cuda, cuda:1, mps
 seed = 1337
 batch_size = 32              # sequences per forward pass (probes) or per generate() call
 # offline probes
@@ -58,6 +58,7 @@ max_cost_usd = 0.0           # 0: no limit
 yes = False                  # skip the confirmation before a paid run
 timeout = 120.0              # seconds per request
 parse_retries = 2            # an unparseable grade is asked for again this often, then reported
+structured = True            # ask for JSON output (response_format); falls back if refused
 # reports
 compare = []                 # out_dirs: print one table of their reports and exit
 # -----------------------------------------------------------------------------
@@ -101,6 +102,8 @@ def write_atomic(path, text):
 def load_model(out_dir, device):
     from model import load_checkpoint
     from tokenizer import encoding_from_record
+    if device == 'auto':
+        device = 'cuda' if torch.cuda.is_available() else 'cpu'
     model, ckpt = load_checkpoint(out_dir, device)
     if 'tokenizer' not in ckpt:
         raise SystemExit(f"error: {out_dir}/ckpt.pt has no tokenizer record")
@@ -268,6 +271,60 @@ def run_words(model, enc, path, template, max_new_tokens, temperature, seed, bat
             'template': template, 'items': rows}
 
 
+def read_log(path):
+    """Records of an append-only JSONL log. A run killed mid-write can leave a partial last
+    line: it is cut off here, so the next append starts on a clean line."""
+    if not os.path.exists(path):
+        return []
+    with open(path, 'rb') as f:
+        data = f.read()
+    if data and not data.endswith(b'\n'):
+        data = data[:data.rfind(b'\n') + 1]
+        with open(path, 'r+b') as f:
+            f.truncate(len(data))
+    return [json.loads(line) for line in data.decode('utf-8').splitlines() if line.strip()]
+
+
+def append_log(path, records):
+    with open(path, 'a', encoding='utf-8') as f:
+        f.write(''.join(json.dumps(r) + '\n' for r in records))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def sample_completions(model, enc, prompts, state_path, num_samples, max_new_tokens,
+                       temperature, seed, batch_size, device):
+    """num_samples completions of every prompt, in fixed batches, each batch from its own seeded
+    random stream and logged as soon as it is done: a killed run resumes at the first missing
+    batch and ends with exactly what an uninterrupted run would have made."""
+    from tqdm import tqdm
+    jobs = [(p, j) for p in prompts for j in range(num_samples)]
+    batches = [jobs[i:i + batch_size] for i in range(0, len(jobs), batch_size)]
+    done = {r['batch'] for r in read_log(state_path)}
+    for b in tqdm(range(len(batches)), desc='completions', unit='batch', initial=0):
+        if b in done:
+            continue
+        texts = complete(model, enc, [p['prompt'] for p, _ in batches[b]], max_new_tokens,
+                         temperature, seeded_generator(seed, b, device))
+        append_log(state_path, [{'batch': b, 'key': f"{p['id']}/{j}", 'id': p['id'], 'sample': j,
+                                 'prompt': p['prompt'], 'completion': t}
+                                for (p, j), t in zip(batches[b], texts)])
+    order = {f"{p['id']}/{j}": k for k, (p, j) in enumerate(jobs)}
+    samples = {r['key']: r for r in read_log(state_path) if r['key'] in order}
+    return sorted(samples.values(), key=lambda r: order[r['key']])
+
+
+def load_prompts(path):
+    prompts = read_jsonl(path, 'prompts')
+    for n, p in enumerate(prompts, 1):
+        if not isinstance(p.get('prompt'), str) or not p['prompt'].strip():
+            raise SystemExit(f"error: {path} item {n}: needs a non-empty \"prompt\"")
+        p.setdefault('id', f"prompt-{n}")
+    if len({p['id'] for p in prompts}) != len(prompts):
+        raise SystemExit(f"error: {path}: prompt ids must be unique")
+    return prompts
+
+
 # -----------------------------------------------------------------------------
 # GPT-Eval: the grader's two turns, and reading its grades
 
@@ -390,6 +447,73 @@ def parse_grades(text):
     return {k: grades[k] for k in SCORES + ('age_group',)}
 
 
+def grade_completions(samples, run_llm, structured=True):
+    """The two-turn GPT-Eval conversation for every sample, through llm.run (concurrency,
+    retries, budget, Batch API and the response log are all its business).
+
+    run_llm(requests, validate=None, on_result=None) -> report is llm.run with its state_dir and
+    settings bound. Turn 1 asks every assessment; turn 2 continues each conversation and asks
+    for the grades. A grade answer that does not parse is rejected, so llm.run asks again (up
+    to its max_rejects); if it never parses, the record keeps the last answer, error
+    'unparseable', and no scores. Returns one record per sample, in order."""
+    import llm  # only GPT-Eval needs the client (and the openai package)
+    records = [dict(s, assessment=None, grades_text=None, scores=None, error=None) for s in samples]
+    by_key = {r['key']: r for r in records}
+    turn1 = [{'custom_id': f"{r['key']}/assess", 'params': {'max_tokens': 600},
+              'messages': first_turn(r['prompt'], r['completion'])} for r in records]
+    answers = {}
+    report = run_llm(turn1, on_result=lambda req, res: answers.__setitem__(req['custom_id'], res['text']))
+    turn2 = []
+    for req in turn1:
+        r = by_key[req['custom_id'].rsplit('/', 1)[0]]
+        r['assessment'] = answers.get(req['custom_id'])
+        if r['assessment'] is None:
+            r['error'] = no_answer(report)
+            continue
+        turn2.append(llm.followup(req, r['assessment'], GRADE, f"{r['key']}/grades"))
+        turn2[-1]['params'] = {'max_tokens': 200}
+        if structured:
+            turn2[-1]['params']['response_format'] = GRADE_SCHEMA
+
+    last_bad = {}
+
+    def validate(req, text):
+        if parse_grades(text) is None:
+            last_bad[req['custom_id']] = text
+            return 'unparseable grades'
+        return None
+
+    def keep(req, res):
+        r = by_key[req['custom_id'].rsplit('/', 1)[0]]
+        r['grades_text'], r['scores'], r['error'] = res['text'], parse_grades(res['text']), None
+
+    report = run_llm(turn2, validate=validate, on_result=keep)
+    if structured and any(reason == 'http 400' for reason in report['failed']):
+        # some servers refuse response_format: ask those again, in plain text (new ids, so the
+        # response log keeps both attempts apart)
+        retry = [dict(req, custom_id=req['custom_id'] + '-plain',
+                      params={'max_tokens': 200}) for req in turn2
+                 if by_key[req['custom_id'].rsplit('/', 1)[0]]['scores'] is None
+                 and req['custom_id'] not in last_bad]
+        print(f"grade: the server refused structured output (HTTP 400); asking {len(retry)} "
+              f"again in plain text")
+        report = run_llm(retry, validate=validate, on_result=keep)
+    for req in turn2:
+        r = by_key[req['custom_id'].rsplit('/', 1)[0]]
+        if r['scores'] is None:
+            bad = last_bad.get(req['custom_id'] + '-plain', last_bad.get(req['custom_id']))
+            r['grades_text'] = bad
+            r['error'] = 'unparseable' if bad is not None else no_answer(report)
+    return records
+
+
+def no_answer(report):
+    """Why a request got no answer, as far as llm.run's report tells."""
+    if report['stopped']:
+        return f"not sent: {report['stopped']} reached"
+    return 'no answer: ' + (', '.join(f"{k} ({n})" for k, n in report['failed'].items()) or 'unknown')
+
+
 # -----------------------------------------------------------------------------
 # reports
 
@@ -489,14 +613,63 @@ def main_probes():
     print(f"wrote {path}")
 
 
+def run_fingerprint(ckpt_path, prompts):
+    """What the completions depend on: a changed checkpoint or option starts a fresh state."""
+    h = hashlib.sha256()
+    with open(ckpt_path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            h.update(block)
+    h.update(json.dumps([prompts, num_samples, max_new_tokens, temperature, seed, batch_size],
+                        sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def main_gpt_eval():
+    import functools
+    import llm
+    settings = dict(llm.settings_from(globals()), max_rejects=parse_retries, desc='grader')
+    llm.make_client({**llm.DEFAULTS, **settings}, asynchronous=False).close()  # no key: stop now
+    model, ckpt, enc = load_model(out_dir, device)
+    prompts = load_prompts(prompts_file)
+    grade_dir = os.path.join(out_dir, 'grade')
+    state_dir = os.path.join(grade_dir, '.state')
+    os.makedirs(state_dir, exist_ok=True)
+    run = run_fingerprint(os.path.join(out_dir, 'ckpt.pt'), prompts)
+    dev = next(model.parameters()).device
+    info = checkpoint_info(out_dir, model, ckpt)
+    samples = sample_completions(model, enc, prompts, os.path.join(state_dir, f'samples-{run}.jsonl'),
+                                 num_samples, max_new_tokens, temperature, seed, batch_size, dev)
+    del model  # the grader's rounds can take hours on the Batch API: free the memory
+    run_llm = functools.partial(llm.run, state_dir=os.path.join(state_dir, f'grader-{run}'),
+                                **settings)
+    records = grade_completions(samples, run_llm, structured)
+
+    write_atomic(os.path.join(grade_dir, 'completions.jsonl'),
+                 ''.join(json.dumps({k: v for k, v in r.items() if k not in ('batch', 'key')})
+                         + '\n' for r in records))
+    summary = {'checkpoint': info,
+               'grader_model': grader_model, 'backend': backend, 'prompts_file': prompts_file,
+               'num_prompts': len(prompts), 'num_samples': num_samples,
+               'temperature': temperature, 'max_new_tokens': max_new_tokens, 'seed': seed,
+               **summarise(records)}
+    write_atomic(os.path.join(grade_dir, 'summary.json'), json.dumps(summary, indent=1) + '\n')
+    write_atomic(os.path.join(grade_dir, 'summary.md'), summary_markdown(summary))
+    print(summary_markdown(summary))
+    bad = [r['key'] for r in records if r['error']]
+    if bad:
+        print(f"{len(bad)} completions not scored (see 'error' in completions.jsonl): "
+              f"{', '.join(bad[:10])}{' ...' if len(bad) > 10 else ''}")
+    print(f"wrote {grade_dir}/completions.jsonl, summary.json, summary.md")
+
+
 def main():
     configure(globals())
     if compare:
         print(compare_table(compare))
     elif probes:
         main_probes()
-    else:  # GPT-Eval comes with llm.py, the shared client
-        raise SystemExit("error: GPT-Eval is not wired up yet; run --probes or --compare")
+    else:
+        main_gpt_eval()
 
 
 if __name__ == '__main__':

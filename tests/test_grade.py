@@ -208,3 +208,102 @@ def test_compare_prints_one_row_per_checkpoint(tmp_path, capsys):
     assert table[2].split()[3:8] == ['7.00', '5.00', '6.00', '4.00', 'B']
     with pytest.raises(SystemExit, match='no reports'):
         grade.compare_table([str(tmp_path / 'none')])
+
+
+# -----------------------------------------------------------------------------
+# GPT-Eval end to end, against a stand-in grader on 127.0.0.1
+
+GRADES = {  # per prompt: what the stand-in grader answers, in a different format each
+    'Mia had a kite': '{"grammar": 8, "creativity": 6, "consistency": 7, "plot": 5, "age_group": "C"}',
+    'Tom saw a frog': 'Grammar: 6/10\nCreativity: 4/10\nConsistency: 9/10\nPlot: 7/10\n'
+                      'Age group: B (4-5)',
+    'Sam lost his hat': 'I cannot grade this.',   # never parses: retried, then reported
+}
+
+
+def grader_respond(body, calls):
+    msgs = body['messages']
+    beginning = msgs[0]['content'].split('\n\n')[1].split('***')[0]
+    calls.append((beginning, len(msgs)))
+    if len(msgs) == 1:
+        return f'An assessment of "{beginning}".'
+    return GRADES[beginning]
+
+
+def run_grade(args, env_key='sk-test-123'):
+    env = dict(os.environ, GRADE_TEST_KEY=env_key)
+    return subprocess.run([sys.executable, 'grade.py', '--device=cpu', '--api_key_env=GRADE_TEST_KEY',
+                           '--grader_model=fake-grader', '--max_new_tokens=12', '--batch_size=4'] + args,
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_gpt_eval_end_to_end(tmp_path):
+    from tests.fake_openai import FakeOpenAI
+    out = str(tmp_path / 'run')
+    write_tiny_checkpoint(out)
+    prompts = write_jsonl(tmp_path / 'prompts.jsonl', [{'id': f'p{i}', 'prompt': p}
+                                                        for i, p in enumerate(GRADES)])
+    calls = []
+    with FakeOpenAI(respond=lambda body: grader_respond(body, calls)) as server:
+        server.faults += ['500']  # a transient failure is llm.py's to retry
+        run = run_grade([f'--out_dir={out}', f'--prompts_file={prompts}', '--num_samples=2',
+                         f'--base_url={server.base_url}', '--parse_retries=1'])
+        assert run.returncode == 0, run.stderr
+        answered = list(server.answered)
+        first_calls = len(calls)
+        # a second run re-uses every answer already received; only the never-parsed grades
+        # (which llm.py does not keep as answers) are asked again
+        again = run_grade([f'--out_dir={out}', f'--prompts_file={prompts}', '--num_samples=2',
+                           f'--base_url={server.base_url}', '--parse_retries=1'])
+        assert again.returncode == 0, again.stderr
+        assert calls[first_calls:] == [('Sam lost his hat', 3)] * 4
+    assert server.auth_headers == {'Bearer sk-test-123'}
+
+    # the two turns, as specified
+    with open(os.path.join(out, 'grade', 'completions.jsonl')) as f:
+        records = [json.loads(line) for line in f]
+    assert [(r['id'], r['sample']) for r in records] == [(f'p{i}', j) for i in range(3) for j in range(2)]
+    turn1 = [b for b in answered if len(b['messages']) == 1]
+    turn2 = [b for b in answered if len(b['messages']) == 3]
+    assert len(turn1) == 6 and len(turn2) == 4 + 2 * 2  # unparseable: asked 1 + parse_retries times
+    by_text = {b['messages'][0]['content']: b for b in turn1}
+    for r in records:
+        body = by_text[grade.ASSESS.format(beginning=r['prompt'], completion=r['completion'])]
+        assert f"{r['prompt']}***{r['completion']}" in body['messages'][0]['content']
+        assert body['model'] == 'fake-grader'
+    for b in turn2:
+        assert b['messages'][0]['role'] == 'user' and b['messages'][1]['role'] == 'assistant'
+        assert b['messages'][1]['content'].startswith('An assessment of')
+        assert b['messages'][2]['content'] == grade.GRADE
+        assert b['response_format']['json_schema']['schema']['required'][-1] == 'age_group'
+
+    # scores parse from both formats; the unparseable answer is reported, never scored
+    for r in records:
+        assert r['assessment'] == f'An assessment of "{r["prompt"]}".'
+        if r['prompt'] == 'Sam lost his hat':
+            assert r['scores'] is None and r['error'] == 'unparseable'
+            assert r['grades_text'] == 'I cannot grade this.'
+        else:
+            assert r['error'] is None and r['scores'] == grade.parse_grades(GRADES[r['prompt']])
+    with open(os.path.join(out, 'grade', 'summary.json')) as f:
+        summary = json.load(f)
+    assert summary['counts'] == {'completions': 6, 'graded': 4, 'unparseable': 2, 'failed': 0}
+    assert summary['scores']['grammar']['mean'] == 7.0 and summary['scores']['plot']['mean'] == 6.0
+    assert summary['scores']['consistency']['min'] == 7 and summary['scores']['consistency']['max'] == 9
+    assert summary['age_groups']['B']['count'] == 2 and summary['age_groups']['C']['fraction'] == 0.5
+    md = open(os.path.join(out, 'grade', 'summary.md')).read()
+    assert '| grammar | 7.00 |' in md and 'unparseable' in run.stdout + md
+    # the key never lands in a report or the log
+    for root, _, files in os.walk(os.path.join(out, 'grade')):
+        for name in files:
+            assert 'sk-test-123' not in open(os.path.join(root, name), errors='replace').read()
+    assert 'sk-test-123' not in run.stdout + run.stderr
+
+
+def test_gpt_eval_needs_a_key_for_the_real_api(tmp_path):
+    out = str(tmp_path / 'run')
+    write_tiny_checkpoint(out)
+    prompts = write_jsonl(tmp_path / 'prompts.jsonl', [{'prompt': 'Once upon a time'}])
+    run = run_grade([f'--out_dir={out}', f'--prompts_file={prompts}'], env_key='')
+    assert run.returncode != 0 and 'GRADE_TEST_KEY' in run.stderr
+    assert run.stderr.strip().count('\n') == 0 or 'Traceback' not in run.stderr
