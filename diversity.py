@@ -106,8 +106,9 @@ class KGramIndex:
     highest Rouge-k precision of text against it) exactly, without looking at every story: see
     closest()."""
 
-    def __init__(self, stories, k=2, chunk=50_000, progress=False):
+    def __init__(self, stories, k=2, also_ks=(), chunk=50_000, progress=False):
         self.k = k
+        self.gram_sets = {}  # for each k in also_ks: every distinct k-gram of the stories, sorted
         vocab = _Vocab()
         # pass 1: words -> ids, kept as int32 (4 bytes a word) with each chunk's story boundaries
         chunks, ids, lens = [], [], []
@@ -127,6 +128,9 @@ class KGramIndex:
         self.vocab = dict(vocab)
         self.base = max(len(vocab), 2)
         self.n_stories = sum(len(c[1]) - 1 for c in chunks)
+        for kk in sorted(set(also_ks) - {k}):
+            uniq = [np.unique(pack_grams(c_ids, c_starts, kk, self.base)[0]) for c_ids, c_starts in chunks]
+            self.gram_sets[kk] = np.unique(np.concatenate(uniq)) if uniq else np.zeros(0, np.int64)
         # pass 2: each chunk's distinct (story, gram) pairs; the grams of the whole set, sorted
         pairs, first_story = [], 0
         for c_ids, c_starts in chunks:
@@ -162,19 +166,20 @@ class KGramIndex:
         starts = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
         return np.array(ids, dtype=np.int32), starts
 
-    def query_grams(self, text):
+    def query_grams(self, text, k=None):
         """(distinct k-grams of text as packed ints, only those made of known words; the number of
         distinct k-grams of text, known or not: Rouge-k precision's denominator)."""
+        k = k or self.k
         ws = words(text)
-        n_total = len(kgrams(ws, self.k))
+        n_total = len(kgrams(ws, k))
         ids = np.array([self.vocab.get(w, -1) for w in ws], dtype=np.int64)
-        if len(ids) < self.k:
+        if len(ids) < k:
             return np.zeros(0, np.int64), n_total
-        g, _ = pack_grams(np.where(ids < 0, 0, ids), np.array([0, len(ids)]), self.k, self.base)
+        g, _ = pack_grams(np.where(ids < 0, 0, ids), np.array([0, len(ids)]), k, self.base)
         # a gram with an unknown word cannot be in any training story
         known = np.ones(len(g), dtype=bool)
-        for j in range(self.k):
-            known &= ids[j:len(ids) - self.k + 1 + j] >= 0
+        for j in range(k):
+            known &= ids[j:len(ids) - k + 1 + j] >= 0
         return np.unique(g[known]), n_total
 
     def postings_of(self, i):
@@ -243,10 +248,18 @@ class KGramIndex:
             scores += p[at] == stories if len(p) else 0
         return scores
 
-    def contains(self, grams):
-        """Which of these packed k-grams occur anywhere in the training stories."""
-        pos = np.minimum(np.searchsorted(self.grams, grams), max(len(self.grams) - 1, 0))
-        return self.grams[pos] == grams if len(self.grams) else np.zeros(len(grams), bool)
+    def overlap(self, text, k=None):
+        """The fraction of text's distinct k-grams that occur somewhere in the training stories
+        (k = the index's k, or one of also_ks); None when text has no k-gram."""
+        k = k or self.k
+        grams, n_total = self.query_grams(text, k)
+        table = self.grams if k == self.k else self.gram_sets[k]
+        if n_total == 0:
+            return None
+        if len(table) == 0:
+            return 0.0
+        pos = np.minimum(np.searchsorted(table, grams), len(table) - 1)
+        return float((table[pos] == grams).sum()) / n_total
 
 
 def closest_brute_force(stories, text, k=2):
@@ -258,3 +271,280 @@ def closest_brute_force(stories, text, k=2):
         if score > best_score:
             best, best_score = i, score
     return best, best_score, len(q)
+
+
+# ----------------------------------------------------------------------------- the stage
+def read_train_stories(data_dir, enc, eot, limit=0, split='train'):
+    """The stories of a prepared dataset's split: (token-id arrays, texts), split on the EOT id."""
+    from tokenizer import read_meta
+    meta = read_meta(data_dir)
+    path = os.path.join(data_dir, f'{split}.bin')
+    if not os.path.isfile(path):
+        raise SystemExit(f"error: {path} not found (run prepare.py --data_dir={data_dir})")
+    data = np.memmap(path, dtype=np.dtype(meta.get('dtype', 'uint16')), mode='r')
+    cuts = np.flatnonzero(data == eot)
+    bounds = zip(np.concatenate([[0], cuts + 1]), np.concatenate([cuts, [len(data)]]))
+    toks = [data[a:b] for a, b in bounds if b > a]  # EOT before or after each story: skip empties
+    if limit:
+        toks = toks[:limit]
+    texts = enc.decode_batch([t.tolist() for t in toks])
+    return toks, texts
+
+
+def read_source_stories(path):
+    """Stories from --source, read by the shared story reader (prepare.py's formats)."""
+    try:
+        from tokenizer import iter_stories  # where a shared reader would live (ground floor)
+    except ImportError:
+        raise SystemExit("error: --source needs a shared story reader (a ground-floor "
+                         "iter_stories); use --data_dir=<prepared dataset> instead")
+    return list(iter_stories(path))
+
+
+def complete(model, enc, eot, stories, picks, journal, key):
+    """Cut each picked story at `cut` of its tokens and let the model write the rest. Finished
+    completions are journaled (rewritten atomically per batch), so a killed run resumes."""
+    import torch
+    from tqdm import tqdm
+    done = {}
+    if os.path.isfile(journal):
+        with open(journal, encoding='utf-8') as f:
+            for line in f:
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                if rec.get('key') == key:
+                    done[rec['story']] = rec
+    block = model.config.block_size
+    todo = [i for i in picks if i not in done]
+    gen = torch.Generator(device=device).manual_seed(seed)
+    bar = tqdm(total=len(picks), initial=len(picks) - len(todo), desc='completions', unit=' stories')
+    for b in range(0, len(todo), batch_size):
+        batch = todo[b:b + batch_size]
+        prompts, endings = [], []
+        for i in batch:
+            toks = [int(t) for t in stories[i]]
+            n_cut = max(1, round(cut * len(toks)))
+            n_cut = min(n_cut, block // 2)  # leave the model room to write
+            prompts.append([eot] + toks[:n_cut])
+            endings.append(toks[n_cut:])
+        outs = model.generate(prompts, max_new_tokens, temperature=temperature,
+                              top_k=top_k or None, eot_token=eot, generator=gen)
+        for i, p, e, o in zip(batch, prompts, endings, outs):
+            o = [t for t in o if t != eot]
+            done[i] = {'key': key, 'story': i, 'prompt': enc.decode(p[1:]), 'ending': enc.decode(e),
+                       'completion': enc.decode(o)}
+        atomic_write(journal, ''.join(json.dumps(done[i]) + '\n' for i in picks if i in done))
+        bar.update(len(batch))
+    bar.close()
+    return [done[i] for i in picks]
+
+
+def atomic_write(path, data):
+    from tokenizer import atomic_write as write
+    write(path, data)
+
+
+def histogram(ax, values, title, xlabel):
+    ax.hist(values, bins=20, range=(0, 1), color='#4c72b0', edgecolor='white')
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel('completions')
+
+
+def plot(path, panels, suptitle):
+    """A row of histograms (matplotlib, no display), saved atomically as a PNG."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    for ax, (values, title, xlabel) in zip(axes[0], panels):
+        if isinstance(values, dict):  # several series on one panel
+            for name, v in values.items():
+                ax.hist(v, bins=20, range=(0, 1), alpha=0.6, label=name)
+            ax.legend(fontsize=8)
+            ax.set_title(title, fontsize=10)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel('stories')
+        else:
+            histogram(ax, values, title, xlabel)
+    fig.suptitle(suptitle)
+    fig.tight_layout()
+    tmp = path + '.tmp.png'
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def highlight(text, shared, k):
+    """text as HTML (escaped), its words that belong to a shared k-gram marked."""
+    ms = list(re.finditer(r"[A-Za-z0-9]+(?:'[A-Za-z]+)?", text))
+    ws = [m.group().lower() for m in ms]
+    hit = [False] * len(ws)
+    for i in range(len(ws) - k + 1):
+        if tuple(ws[i:i + k]) in shared:
+            hit[i:i + k] = [True] * k
+    out, last = [], 0
+    for m, h in zip(ms, hit):
+        out.append(html.escape(text[last:m.start()]))
+        w = html.escape(m.group())
+        out.append(f'<mark>{w}</mark>' if h else w)
+        last = m.end()
+    out.append(html.escape(text[last:]))
+    return ''.join(out).replace('\n', '<br>')
+
+
+def write_closest_html(path, rows, k):
+    """The completions that overlap the training set most, each beside its closest story."""
+    parts = [f"""<!doctype html><html><head><meta charset="utf-8"><title>Closest training stories</title>
+<style>body{{font-family:sans-serif;max-width:1200px;margin:auto}} .pair{{display:flex;gap:1em;margin:1em 0}}
+.pair div{{flex:1;border:1px solid #ccc;padding:.6em;font-size:14px}} mark{{background:#ffd966}}
+h3{{margin-bottom:0}}</style></head><body><h1>Completions beside their closest training story</h1>
+<p>Words in a shared {k}-gram are marked. Precision = the fraction of the completion's {k}-grams
+found in the training story.</p>"""]
+    for r in rows:
+        shared = kgrams(words(r['completion']), k) & kgrams(words(r['closest_text']), k)
+        parts.append(
+            f"<h3>story {r['story']}: Rouge-{k} precision {r['closest_precision']:.2f} against "
+            f"training story {r['closest']}{' (the story it was cut from)' if r['closest'] == r['story'] else ''}</h3>"
+            f"<p><b>Prompt:</b> {html.escape(r['prompt'])}</p><div class='pair'>"
+            f"<div><b>Model's completion</b><br>{highlight(r['completion'], shared, k)}</div>"
+            f"<div><b>Closest training story</b><br>{highlight(r['closest_text'], shared, k)}</div></div>")
+    parts.append('</body></html>')
+    atomic_write(path, '\n'.join(parts))
+
+
+def summarize(values):
+    v = np.array([x for x in values if x is not None], dtype=float)
+    if not len(v):
+        return {'n': 0}
+    return {'n': int(len(v)), 'mean': round(float(v.mean()), 4), 'median': round(float(np.median(v)), 4),
+            'p90': round(float(np.quantile(v, 0.9)), 4), 'max': round(float(v.max()), 4)}
+
+
+def main():
+    from configurator import configure
+    config = configure(globals())
+    global data_dir
+    import torch
+    from model import load_checkpoint
+    from tokenizer import encoding_from_record
+    if not 0 < cut < 1:
+        raise SystemExit(f"error: --cut={cut} must be between 0 and 1")
+    if k < 1 or any(kk < 1 for kk in overlap_ks):
+        raise SystemExit("error: --k and --overlap_ks must be positive")
+    torch.manual_seed(seed)
+    model, ckpt = load_checkpoint(out_dir, device)
+    enc = encoding_from_record(ckpt['tokenizer'])
+    eot = ckpt['tokenizer']['eot_token']
+    report_dir = os.path.join(out_dir, 'diversity')
+    os.makedirs(report_dir, exist_ok=True)
+
+    # 1. the training stories, and the ones to cut and complete
+    if source:
+        texts = read_source_stories(source)[:max_train_stories or None]
+        toks = [np.array(enc.encode_ordinary(t)) for t in texts]
+        val_texts = []
+    else:
+        data_dir = data_dir or ckpt.get('config', {}).get('data_dir', '')
+        if not data_dir:
+            raise SystemExit("error: the checkpoint names no data_dir: pass --data_dir= or --source=")
+        toks, texts = read_train_stories(data_dir, enc, eot, max_train_stories)
+        val_texts = []
+        if os.path.isfile(os.path.join(data_dir, 'val.bin')):
+            val_texts = read_train_stories(data_dir, enc, eot, 0, 'val')[1]
+    long_enough = [i for i, t in enumerate(toks) if len(t) >= 10]
+    if not long_enough:
+        raise SystemExit("error: no training story has 10 tokens or more")
+    rng = np.random.default_rng(seed)
+    picks = sorted(rng.choice(long_enough, min(num_stories, len(long_enough)), replace=False).tolist())
+    print(f"diversity: {len(texts):,} training stories; completing {len(picks)} of them")
+
+    # 2. the completions (resumable)
+    key = f"{ckpt.get('iter_num')}|{seed}|{cut}|{max_new_tokens}|{temperature}|{top_k}|{len(texts)}"
+    recs = complete(model, enc, eot, toks, picks, os.path.join(report_dir, 'completions.jsonl'), key)
+
+    # 3. the index of the training set, then the closest training story of each completion
+    t0 = time.time()
+    index = KGramIndex(texts, k=k, also_ks=overlap_ks, progress=True)
+    t_index = time.time() - t0
+    t0 = time.time()
+    for r in recs:
+        sid, shared, n = index.closest(r['completion'])
+        r['closest'], r['closest_precision'] = sid, (shared / n if n else 0.0)
+        r['closest_text'] = texts[sid] if sid >= 0 else ''
+        r['closest_f'] = rouge_f(r['completion'], r['closest_text'], k)
+    t_query = time.time() - t0
+
+    # 4. Rouge-k against the true ending and against the other completions; k-gram overlap
+    for r in recs:
+        r['ending_precision'] = rouge_precision(r['completion'], r['ending'], k)
+        r['ending_f'] = rouge_f(r['completion'], r['ending'], k)
+    gsets = [kgrams(words(r['completion']), k) for r in recs]
+    for i, r in enumerate(recs):
+        best = 0.0
+        for j, g in enumerate(gsets):
+            if j != i and gsets[i] and g:
+                shared = len(gsets[i] & g)
+                p, q = shared / len(gsets[i]), shared / len(g)
+                best = max(best, 2 * p * q / (p + q) if p + q else 0.0)
+        r['self_f'] = best
+        r['overlap'] = {kk: index.overlap(r['completion'], kk) for kk in overlap_ks}
+    # held-out stories' endings as the baseline: how new is text the model never saw?
+    vrng = np.random.default_rng(seed + 1)
+    val_picks = vrng.choice(len(val_texts), min(len(recs), len(val_texts)), replace=False) if val_texts else []
+    val_overlap = {kk: [] for kk in overlap_ks}
+    for i in val_picks:
+        ws = words(val_texts[i])
+        ending = ' '.join(ws[round(cut * len(ws)):])
+        for kk in overlap_ks:
+            val_overlap[kk].append(index.overlap(ending, kk))
+
+    # 5. report: plots, summary.json, closest.html
+    plot(os.path.join(report_dir, 'histograms.png'), [
+        ([r['ending_precision'] for r in recs], f'completion vs true ending', f'Rouge-{k} precision'),
+        ([r['ending_f'] for r in recs], f'completion vs true ending', f'Rouge-{k} F'),
+        ([r['self_f'] for r in recs], f'completion vs other completions', f'max Rouge-{k} F'),
+        ([r['closest_precision'] for r in recs], f'closest of {len(texts):,} training stories',
+         f'max Rouge-{k} precision')], f'{out_dir}: {len(recs)} completions of stories cut at {cut:.0%}')
+    plot(os.path.join(report_dir, 'overlap.png'), [
+        ({'completions': [r['overlap'][kk] for r in recs if r['overlap'][kk] is not None],
+          **({'held-out endings': [v for v in val_overlap[kk] if v is not None]} if val_texts else {})},
+         f'{kk}-grams seen in training', 'fraction of the text\'s k-grams') for kk in overlap_ks],
+        'k-gram overlap with the training text')
+    top = sorted(recs, key=lambda r: -r['closest_precision'])[:show]
+    write_closest_html(os.path.join(report_dir, 'closest.html'), top, k)
+    summary = {
+        'config': config, 'checkpoint_iter': ckpt.get('iter_num'), 'train_stories': len(texts),
+        'completions': len(recs), 'k': k,
+        'index': {'build_seconds': round(t_index, 2), 'query_seconds': round(t_query, 3),
+                  'distinct_grams': int(len(index.grams)), 'postings': int(len(index.postings))},
+        'ending_precision': summarize(r['ending_precision'] for r in recs),
+        'ending_f': summarize(r['ending_f'] for r in recs),
+        'self_f': summarize(r['self_f'] for r in recs),
+        'closest_precision': summarize(r['closest_precision'] for r in recs),
+        'closest_is_source': sum(r['closest'] == r['story'] for r in recs),
+        'overlap': {str(kk): summarize(r['overlap'][kk] for r in recs) for kk in overlap_ks},
+        'val_overlap': {str(kk): summarize(val_overlap[kk]) for kk in overlap_ks},
+        'top': [{key_: r[key_] for key_ in ('story', 'closest', 'closest_precision', 'closest_f',
+                                            'prompt', 'completion')} for r in top],
+    }
+    atomic_write(os.path.join(report_dir, 'summary.json'), json.dumps(summary, indent=1) + '\n')
+
+    print(f"index: {index.n_stories:,} stories, {len(index.grams):,} distinct {k}-grams, "
+          f"built in {t_index:.1f}s; {len(recs)} closest-story queries in {t_query:.2f}s")
+    for name in ('ending_precision', 'ending_f', 'self_f', 'closest_precision'):
+        s = summary[name]
+        if s['n']:
+            print(f"  {name:18s} mean {s['mean']:.3f}  median {s['median']:.3f}  p90 {s['p90']:.3f}")
+    for kk in overlap_ks:
+        s, v = summary['overlap'][str(kk)], summary['val_overlap'][str(kk)]
+        if s['n']:
+            print(f"  {kk}-grams seen in training: completions {s['mean']:.3f}"
+                  + (f", held-out endings {v['mean']:.3f}" if v['n'] else ''))
+    print(f"wrote {report_dir}/: summary.json, histograms.png, overlap.png, closest.html, completions.jsonl")
+
+
+if __name__ == '__main__':
+    main()

@@ -63,12 +63,112 @@ def test_index_equals_brute_force(k):
 
 def test_index_small_cases():
     stories = ["Once upon a time there was a cat.", "", "A dog. Once upon a time!", "the end"]
-    index = KGramIndex(stories, k=2)
+    index = KGramIndex(stories, k=2, also_ks=(3,))
     assert index.closest("once upon a time") == (0, 3, 3)  # story 0 and 2 tie: lowest id
     assert index.closest("the end of it") == (3, 1, 3)
     assert index.closest("nothing shared here") == (-1, 0, 2)
     assert index.closest("") == (-1, 0, 0)
     q, n = index.query_grams("once upon zebra upon a")
     assert n == 4 and len(q) == 2  # "upon zebra", "zebra upon" cannot be in the index
-    assert list(index.contains(q)) == [True, True]
+    assert index.overlap("once upon zebra upon a") == 0.5  # 2 of its 4 bigrams are known
+    assert index.overlap("once upon a time", k=3) == 1.0
+    assert index.overlap("a time there is", k=3) == 0.5  # "time there is" is not there
+    assert index.overlap("once") is None
     assert kgrams(words("a b c"), 2) == {('a', 'b'), ('b', 'c')}
+
+
+# ----------------------------------------------------------------------------- the stage, end to end
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from helpers import byte_tokenizer_record, write_tiny_checkpoint
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def write_dataset(data_dir, train, val):
+    """A prepared dataset with the byte-level tokenizer (what prepare.py writes, in small)."""
+    os.makedirs(data_dir, exist_ok=True)
+    rec = byte_tokenizer_record()
+    for split, stories in (('train', train), ('val', val)):
+        ids = []
+        for s in stories:
+            ids += [rec['eot_token']] + list(s.encode('utf-8'))
+        np.array(ids, dtype=np.uint16).tofile(os.path.join(data_dir, f'{split}.bin'))
+    with open(os.path.join(data_dir, 'tokenizer.tiktoken'), 'w') as f:
+        f.write(rec['tiktoken'])
+    with open(os.path.join(data_dir, 'meta.json'), 'w') as f:
+        json.dump({'vocab_size': 257, 'eot_token': 256, 'tokenizer': 'bytes',
+                   'pat_str': rec['pat_str'], 'dtype': 'uint16'}, f)
+
+
+def run_stage(*args):
+    return subprocess.run([sys.executable, os.path.join(ROOT, 'diversity.py'), *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def test_stage_writes_report_and_resumes(tmp_path):
+    rng = random.Random(0)
+    stories = [f"Once upon a time, {rng.choice(['Lily', 'Tom', 'Mia'])} had a "
+               f"{rng.choice(['ball', 'kite', 'boat'])}. It was <b>fun</b> & "
+               f"{rng.choice(['happy', 'sad'])}. The end." for _ in range(60)]
+    data, out = str(tmp_path / 'data'), str(tmp_path / 'run')
+    write_dataset(data, stories[:50], stories[50:])
+    write_tiny_checkpoint(out, block_size=128)
+    args = [f'--out_dir={out}', f'--data_dir={data}', '--num_stories=8', '--max_new_tokens=40',
+            '--overlap_ks=2,3']
+    r = run_stage(*args)
+    assert r.returncode == 0, r.stderr
+    rep = os.path.join(out, 'diversity')
+    for name in ('summary.json', 'histograms.png', 'overlap.png', 'closest.html', 'completions.jsonl'):
+        assert os.path.getsize(os.path.join(rep, name)) > 0, name
+    with open(os.path.join(rep, 'summary.json')) as f:
+        summary = json.load(f)
+    assert summary['train_stories'] == 50 and summary['completions'] == 8
+    with open(os.path.join(rep, 'completions.jsonl')) as f:
+        recs = [json.loads(line) for line in f]
+    assert len(recs) == 8
+    for rec in recs:  # each prompt is the first 40% of the training story it came from
+        assert stories[rec['story']].startswith(rec['prompt'] )
+        assert rec['prompt'] + rec['ending'] == stories[rec['story']]
+    # the reported closest-story figures are the brute-force ones
+    best = max(closest_brute_force(stories[:50], r['completion'])[1] / max(len(kgrams(words(r['completion']), 2)), 1)
+               for r in recs)
+    assert summary['closest_precision']['max'] == pytest.approx(best, abs=1e-4)
+    # resume: keep 3 finished completions, drop the rest; a re-run keeps those 3 as they were
+    with open(os.path.join(rep, 'completions.jsonl'), 'w') as f:
+        f.writelines(json.dumps(rec) + '\n' for rec in recs[:3])
+        f.write('{"key": "half a line')  # what kill -9 mid-write could leave
+    r = run_stage(*args)
+    assert r.returncode == 0, r.stderr
+    with open(os.path.join(rep, 'completions.jsonl')) as f:
+        again = [json.loads(line) for line in f]
+    assert len(again) == 8 and again[:3] == recs[:3]
+
+
+def test_stage_bad_input(tmp_path):
+    r = run_stage(f'--out_dir={tmp_path}/none')
+    assert r.returncode != 0 and 'error: no checkpoint' in r.stderr
+    write_tiny_checkpoint(str(tmp_path / 'run'))
+    r = run_stage(f'--out_dir={tmp_path}/run', '--cut=1.5')
+    assert r.returncode != 0 and 'error: --cut' in r.stderr
+    r = run_stage(f'--out_dir={tmp_path}/run')  # the tiny checkpoint names no data_dir
+    assert r.returncode != 0 and 'error:' in r.stderr and 'data_dir' in r.stderr
+
+
+def test_closest_html_escapes_and_marks(tmp_path):
+    from diversity import write_closest_html
+    row = {'story': 1, 'closest': 4, 'closest_precision': 0.5, 'prompt': 'A <i>prompt</i>',
+           'completion': 'the dog <script>alert(1)</script> ran home',
+           'closest_text': 'Then the dog ran home & slept.'}
+    path = str(tmp_path / 'c.html')
+    write_closest_html(path, [row], 2)
+    page = open(path, encoding='utf-8').read()
+    assert '<script>' not in page and '&lt;script&gt;' in page and '&lt;i&gt;' in page
+    assert '&amp; slept' in page
+    assert '<mark>ran</mark> <mark>home</mark>' in page  # "ran home" is shared
+    assert '<mark>the</mark> <mark>dog</mark>' in page
