@@ -62,6 +62,100 @@ def bench_matmul_peak():
              unit='GFLOP/s', n=1024, cpu_capability=torch.backends.cpu.get_cpu_capability())
 
 
+def _stories(path):
+    with open(path, encoding='utf-8') as f:
+        return [s.strip() for s in f.read().split('<|endoftext|>') if s.strip()]
+
+
+@case('bpe_train')
+def bench_bpe_train():
+    """Our BPE trainer vs Hugging Face tokenizers' (Rust) on the same stories, same run."""
+    import tokenizer as T
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    stories = _stories(data_file)
+    mb = sum(len(s.encode()) for s in stories) / 1e6
+    for vocab in (4096, 8192):
+        t0 = time.perf_counter()
+        T.train_bpe(stories, vocab_size=vocab)
+        ours = time.perf_counter() - t0
+        hf = Tokenizer(models.BPE())
+        hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        trainer = trainers.BpeTrainer(vocab_size=vocab, special_tokens=['<|endoftext|>'], show_progress=False,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        t0 = time.perf_counter()
+        hf.train_from_iterator(stories, trainer)
+        theirs = time.perf_counter() - t0
+        emit(case=f'bpe_train_{vocab}', value=round(ours, 2), unit='s', hf_tokenizers_s=round(theirs, 2),
+             ratio_vs_hf=round(ours / theirs, 2), text_mb=round(mb, 1), target_s=20 if vocab == 4096 else None)
+
+
+def _encode_worker(args):
+    import tokenizer as T
+    ranks, block = args
+    return len(T.ChunkEncoder(T.make_encoding(ranks)).encode_stories(block))
+
+
+@case('encode_throughput')
+def bench_encode():
+    """MB/s of text -> token ids: tiktoken alone, our chunk-cached encoder, and it on all cores."""
+    import multiprocessing
+    import tokenizer as T
+    stories = _stories(data_file)
+    mb = sum(len(s.encode()) for s in stories) / 1e6
+    ranks = T.train_bpe(stories, vocab_size=4096)
+    enc = T.make_encoding(ranks)
+    t0 = time.perf_counter()
+    for s in stories:
+        enc.encode_ordinary(s)
+    tik = mb / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    T.ChunkEncoder(enc).encode_stories(stories)
+    one = mb / (time.perf_counter() - t0)
+    n = os.cpu_count() or 1
+    blocks = [(ranks, stories[i::n]) for i in range(n)]
+    with multiprocessing.get_context('fork').Pool(n) as pool:
+        pool.map(abs, range(n))  # workers up before the clock starts
+        t0 = time.perf_counter()
+        pool.map(_encode_worker, blocks)
+        par = mb / (time.perf_counter() - t0)
+    emit(case='encode_tiktoken_1proc', value=round(tik, 1), unit='MB/s', vocab=4096)
+    emit(case='encode_chunk_1proc', value=round(one, 1), unit='MB/s', vocab=4096, vs_tiktoken=round(one / tik, 2))
+    emit(case=f'encode_chunk_{n}proc', value=round(par, 1), unit='MB/s', vocab=4096, procs=n,
+         vs_tiktoken_1proc=round(par / tik, 2), target_mb_s=10)
+
+
+@case('prepare_sample')
+def bench_prepare():
+    """prepare.py end to end on the sample (fresh data_dir), peak RSS, and a linear projection
+    to the 2.2 GB TinyStories V2 train file (memory: the sample's peak plus the duplicate
+    filter's ~80 B per story, the one structure that grows with the corpus besides chunk counts)."""
+    import resource
+    import shutil
+    import subprocess
+    import tempfile
+    root = os.path.dirname(os.path.abspath(__file__))
+    out = tempfile.mkdtemp(prefix='bench_prepare_')
+    try:
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, os.path.join(root, 'prepare.py'), f'--source={data_file}',
+                        f'--data_dir={out}', '--vocab_size=4096'], check=True, cwd=root,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        secs = time.perf_counter() - t0
+        with open(os.path.join(out, 'meta.json')) as f:
+            meta = json.load(f)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    size = os.path.getsize(data_file)
+    scale = 2.2e9 / size
+    stories = sum(v['stories'] for v in meta['splits'].values())
+    emit(case='prepare_sample', value=round(secs, 2), unit='s', mb=round(size / 1e6, 1),
+         mb_per_s=round(size / 1e6 / secs, 1), peak_rss_mb=round(rss_mb))
+    emit(case='prepare_projected_2.2GB_time', value=round(secs * scale / 60, 1), unit='min', target_min=10)
+    emit(case='prepare_projected_2.2GB_rss', value=round((rss_mb + stories * scale * 80 / 1e6) / 1024, 2),
+         unit='GB', target_gb=4)
+
+
 def main():
     from configurator import configure
     configure(globals())
