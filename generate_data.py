@@ -490,8 +490,9 @@ def word_used(word, text):
     """Does `text` use `word` in some form (jump, jumps, jumped, jumping; cry, cried; run, ran)?"""
     stem = word[:-1] + '(?:y|i)' if word.endswith('y') and len(word) > 2 else \
         re.escape(word[:-1] if word.endswith('e') and len(word) > 3 else word)
-    forms = [stem] + ([re.escape(IRREGULAR[word])] if word in IRREGULAR else [])
-    return re.search(r'\b(?:' + '|'.join(forms) + r')\w*', text, re.IGNORECASE) is not None
+    forms = [stem + re.escape(word[-1]) + '?'] + ([re.escape(IRREGULAR[word])] if word in IRREGULAR else [])
+    endings = r'(?:e|s|es|d|ed|ing|er|ers|est|y|ly|ies|ied|ier|iest|ily|en)?'
+    return re.search(r'\b(?:' + '|'.join(forms) + ')' + endings + r'\b', text, re.IGNORECASE) is not None
 
 
 def split_answer(text):

@@ -129,3 +129,86 @@ def test_offline_kill_9_and_rerun_gives_every_story_once(tmp_path):
 def test_bad_arguments_are_one_line_errors(tmp_path, args):
     r = run_script(*args, f'--stories_dir={tmp_path}')
     assert r.returncode != 0 and r.stderr.strip().startswith('error:') and len(r.stderr.strip().splitlines()) == 1
+
+
+# ----------------------------------------------------------------------------- LLM backends
+from fake_openai import FakeOpenAI  # noqa: E402
+
+KEY = 'sk-test-NEVER-WRITE-ME-0123456789'
+
+
+def llm_env():
+    return dict(os.environ, OPENAI_API_KEY=KEY)
+
+
+def test_answers_are_validated_by_words_length_and_refusal():
+    spec = {'words': ['run', 'ball', 'shiny'], 'features': []}
+    story = 'Tom ran to the park. He saw a shiny red ball. ' * 8
+    assert gd.check_answer(spec, story) is None
+    assert gd.check_answer(spec, story.replace('ran', 'sat')) == 'missing words'
+    assert gd.check_answer(spec, 'Tom ran with a shiny ball.') == 'too short'
+    assert gd.check_answer(spec, "I'm sorry, but I can't write that. " * 10) == 'refusal'
+    assert gd.word_used('cry', 'She cried.') and gd.word_used('bake', 'baking') and not gd.word_used('cat', 'a catalog')
+    assert gd.split_answer('Once upon a time.\n\nSummary: A tale.') == ('Once upon a time.', 'A tale.')
+
+
+@pytest.mark.parametrize('backend', ['openai', 'batch'])
+def test_llm_backends_write_records_and_never_the_key(tmp_path, backend):
+    d = tmp_path / 'stories'
+    with FakeOpenAI(latency=0.01) as server:
+        server.faults += ['refusal', '429', 'empty', '500']
+        r = run_script(f'--backend={backend}', '--num_stories=12', f'--stories_dir={d}', '--instruct',
+                       f'--base_url={server.base_url}', '--yes', '--min_words=20', '--poll_seconds=0.05',
+                       '--concurrency=4', env=llm_env())
+        assert r.returncode == 0, r.stderr
+        assert f'Bearer {KEY}' in server.auth_headers        # the key was used...
+    records = read_records(d)
+    assert len(records) == 12 and {x['id'] for x in records} == {f'1337-{i:08d}' for i in range(12)}
+    for rec in records:
+        assert set(rec) == KEYS and rec['source'] == 'gpt-4.1-mini' and rec['summary']
+        assert 'Summary:' not in rec['story'] and rec['sentence'] in rec['story']
+        assert rec['instruction']['words'] == gd.story_spec(1337, int(rec['id'][-8:]))['words']
+    report = json.load(open(d / '.state' / 'report.json'))
+    assert report['stories_kept'] == 12 and report['cost_usd'] > 0
+    if backend == 'openai':
+        assert report['rejected'] == {'refusal': 1, 'empty': 1}
+    for root, _, files in os.walk(tmp_path):                 # ...and written nowhere
+        for name in files:
+            assert KEY.encode() not in open(os.path.join(root, name), 'rb').read(), name
+    assert KEY not in r.stdout + r.stderr
+
+
+def test_a_paid_run_without_yes_and_without_a_terminal_stops(tmp_path):
+    with FakeOpenAI() as server:
+        r = run_script('--backend=openai', '--num_stories=3', f'--stories_dir={tmp_path}',
+                       f'--base_url={server.base_url}', env=llm_env(), stdin=subprocess.DEVNULL)
+        assert r.returncode != 0 and r.stderr.strip().splitlines()[-1].startswith('error:')
+        assert '--yes' in r.stderr and server.chat_calls == 0
+
+
+def test_openai_kill_9_and_rerun_loses_nothing_and_pays_nothing_twice(tmp_path):
+    d = tmp_path / 'stories'
+    n = 60
+    args = ['--backend=openai', f'--num_stories={n}', f'--stories_dir={d}', '--yes', '--min_words=20',
+            '--concurrency=4']
+    log = d / '.state' / 'llm' / 'responses.jsonl'
+    with FakeOpenAI(latency=0.05) as server:
+        p = subprocess.Popen([sys.executable, 'generate_data.py', *args, f'--base_url={server.base_url}'],
+                             cwd=ROOT, env=llm_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 30
+        while time.time() < deadline and (not log.exists() or log.read_text().count('\n') < 15):
+            time.sleep(0.01)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        paid_before = [json.loads(x)['custom_id'] for x in log.read_text().splitlines() if x.endswith('}')]
+        assert 15 <= len(paid_before) < n
+        r = run_script(*args, f'--base_url={server.base_url}', env=llm_env())
+        assert r.returncode == 0, r.stderr
+        prompts = [body['messages'][0]['content'] for body in server.answered]
+    ids = [x['id'] for x in read_records(d)]
+    assert sorted(ids) == [f'1337-{i:08d}' for i in range(n)]
+    # an answer logged before the kill was not asked for again
+    for cid in paid_before:
+        spec = gd.story_spec(1337, int(cid[-8:]))
+        assert prompts.count(gd.make_prompt(spec['words'], spec['features'])) == 1
+    assert len(prompts) <= n + 4      # at most the requests in flight at the kill, twice
