@@ -39,7 +39,8 @@ batch_size = 32              # sequences per forward pass (probes) or per genera
 probes = False               # run the offline probes instead of GPT-Eval
 probes_file = os.path.join(HERE, 'eval', 'probes.jsonl')
 probe_norm = 'token'         # token: mean log-prob per token; byte: per UTF-8 byte; none: sum
-instruct = False             # also score instruction following (Instruct models, Words: prompts)
+instruct = False             # also score instruction following (Words: prompts); automatic when
+                             # the checkpoint's data_dir says format 'instruct'
 words_file = os.path.join(HERE, 'eval', 'words.jsonl')
 words_template = 'Words: {words}\nStory:'  # how an Instruct prompt asks for words
 # GPT-Eval: completions
@@ -595,6 +596,16 @@ def compare_table(dirs):
 
 # -----------------------------------------------------------------------------
 
+def trained_on_instruct(ckpt):
+    """Whether the checkpoint's dataset (if it is on this machine) is in the Instruct layout."""
+    meta = os.path.join((ckpt.get('config') or {}).get('data_dir') or '', 'meta.json')
+    try:
+        with open(meta, encoding='utf-8') as f:
+            return json.load(f).get('format') == 'instruct'
+    except (OSError, ValueError):
+        return False
+
+
 def main_probes():
     model, ckpt, enc = load_model(out_dir, device)
     items = load_probes(probes_file)
@@ -602,7 +613,7 @@ def main_probes():
               **run_probes(model, enc, items, probe_norm, batch_size)}
     print(f"probes: {len(items)} items from {probes_file}, scored by log-likelihood per {probe_norm}")
     print(probes_table(report))
-    if instruct:
+    if instruct or trained_on_instruct(ckpt):
         report['instruct'] = run_words(model, enc, words_file, words_template, max_new_tokens,
                                        temperature, seed, batch_size, device)
         w = report['instruct']

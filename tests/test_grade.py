@@ -307,3 +307,23 @@ def test_gpt_eval_needs_a_key_for_the_real_api(tmp_path):
     run = run_grade([f'--out_dir={out}', f'--prompts_file={prompts}'], env_key='')
     assert run.returncode != 0 and 'GRADE_TEST_KEY' in run.stderr
     assert run.stderr.strip().count('\n') == 0 or 'Traceback' not in run.stderr
+
+
+def test_completions_resume_after_a_kill(tmp_path):
+    from model import load_checkpoint
+    from tokenizer import encoding_from_record
+    write_tiny_checkpoint(str(tmp_path))
+    model, ckpt = load_checkpoint(str(tmp_path))
+    enc = encoding_from_record(ckpt['tokenizer'])
+    prompts = [{'id': f'p{i}', 'prompt': f'Once upon a time {i}'} for i in range(5)]
+    args = (3, 8, 1.0, 7, 4, 'cpu')  # num_samples, max_new_tokens, temperature, seed, batch, device
+    full = grade.sample_completions(model, enc, prompts, str(tmp_path / 'a.jsonl'), *args)
+    assert [r['key'] for r in full] == [f'p{i}/{j}' for i in range(5) for j in range(3)]
+    assert len({r['completion'] for r in full}) > 1
+    # a run killed in the middle of writing batch 2: batches 0-1 whole, a torn line after them
+    lines = open(tmp_path / 'a.jsonl').read().splitlines(keepends=True)
+    torn = ''.join(lines[:8]) + lines[8][:20]
+    (tmp_path / 'b.jsonl').write_text(torn)
+    resumed = grade.sample_completions(model, enc, prompts, str(tmp_path / 'b.jsonl'), *args)
+    assert resumed == full
+    assert open(tmp_path / 'b.jsonl').read() == open(tmp_path / 'a.jsonl').read()
