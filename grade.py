@@ -18,11 +18,9 @@ Reports go to out_dir/grade/: probes.json; completions.jsonl, summary.json, summ
 """
 import hashlib
 import json
-import math
 import os
 import re
 import statistics
-import sys
 
 import torch
 
@@ -124,9 +122,10 @@ def load_probes(path):
     items = read_jsonl(path, 'probes')
     for n, it in enumerate(items, 1):
         bad = [k for k in ('prompt', 'answer', 'distractors') if k not in it]
-        if bad or not isinstance(it['distractors'], list) or not it['distractors']:
+        if bad or not isinstance(it['distractors'], list) or not it['distractors'] or not all(
+                isinstance(c, str) and c.strip() for c in [it['answer']] + it['distractors']):
             raise SystemExit(f"error: {path} item {n}: needs prompt, answer and a non-empty "
-                             f"distractors list")
+                             f"distractors list (non-empty strings)")
         it.setdefault('id', f"item-{n}")
         it.setdefault('category', 'uncategorised')
     return items

@@ -327,3 +327,25 @@ def test_completions_resume_after_a_kill(tmp_path):
     resumed = grade.sample_completions(model, enc, prompts, str(tmp_path / 'b.jsonl'), *args)
     assert resumed == full
     assert open(tmp_path / 'b.jsonl').read() == open(tmp_path / 'a.jsonl').read()
+
+
+def test_gpt_eval_falls_back_when_structured_output_is_refused(tmp_path, monkeypatch):
+    from tests import fake_openai
+    chat = fake_openai._Handler.chat
+
+    def no_json_schema(handler, body):  # a server that does not know response_format
+        if 'response_format' in body:
+            return handler.send_json(400, {'error': {'message': 'response_format unsupported'}})
+        return chat(handler, body)
+    monkeypatch.setattr(fake_openai._Handler, 'chat', no_json_schema)
+    out = str(tmp_path / 'run')
+    write_tiny_checkpoint(out)
+    prompts = write_jsonl(tmp_path / 'prompts.jsonl', [{'prompt': 'Tom saw a frog'}])
+    with fake_openai.FakeOpenAI(respond=lambda body: grader_respond(body, [])) as server:
+        run = run_grade([f'--out_dir={out}', f'--prompts_file={prompts}',
+                         f'--base_url={server.base_url}'])
+    assert run.returncode == 0, run.stderr
+    assert 'refused structured output' in run.stdout
+    with open(os.path.join(out, 'grade', 'summary.json')) as f:
+        summary = json.load(f)
+    assert summary['counts']['graded'] == 1 and summary['scores']['grammar']['mean'] == 6
