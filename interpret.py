@@ -1,0 +1,406 @@
+"""
+Look inside a trained model, as the TinyStories paper does (Eldan & Li 2023, section 6):
+what each attention head attends to, and what makes each MLP neuron fire.
+
+    python interpret.py --out_dir=out/demo [--story="Once upon a time..." | --story=FILE:story.txt]
+
+Attention heads: every layer's and head's attention pattern on one story, drawn as heatmaps,
+and a label for each head with the numbers behind it:
+  distance     its attention sits at a few fixed offsets (e.g. the previous token), whatever
+               the words are;
+  semantic     its attention goes to a few particular tokens (a name, a topic word) far more
+               than their frequency would explain, at whatever distance they are;
+  first-token  it mostly attends to the story's first token (an "attention sink": a head with
+               nothing to do on this text);
+  mixed        none of these.
+The paper found, in a 1-layer 16-head model, about 7 distance heads and 3 semantic heads.
+
+MLP neurons: for the chosen layers, the tokens (in their context) that activate each neuron
+most, over a sample of stories; the neurons shown are the most selective ones (their top
+activations furthest above their usual activity, in standard deviations).
+
+Writes out_dir/interpret/: report.html (one self-contained file, the heatmaps inlined, all story
+text escaped), attention_layer<i>.png, summary.json.
+"""
+import base64
+import html
+import io
+import json
+import os
+
+import numpy as np
+import torch
+
+# -----------------------------------------------------------------------------
+out_dir = 'out'            # the run: reads out_dir/ckpt.pt, writes out_dir/interpret/
+story = ''                 # the story for the attention heads: text, or FILE:path ('' = a default)
+data_dir = ''              # stories for the neurons: its val.bin ('' = the checkpoint's data_dir)
+num_stories = 200          # stories scanned for the neurons' top activations
+layers = [-1]              # MLP layers to look at (-1 = all)
+neurons = 12               # neurons shown per layer: the most selective ones
+top = 6                    # top-activating contexts shown per neuron
+context = 12               # tokens of context shown before each top token (3 after)
+distance_threshold = 0.5   # the top 2 offsets hold this much of a head's attention: distance head
+semantic_threshold = 0.3   # its top 3 tokens get this much more than their share: semantic head
+sink_threshold = 0.5       # this much attention on the first token: first-token head
+batch_size = 16
+seed = 1337
+device = 'cpu'
+# -----------------------------------------------------------------------------
+
+DEFAULT_STORY = (
+    "Once upon a time, there was a little girl named Lily. Lily loved to play in the park with "
+    "her dog, Max. One day, Lily saw a big red ball under a tree. She ran to the ball and picked "
+    "it up. \"Look, Max!\" Lily said. Max wagged his tail and barked. Lily threw the ball and Max "
+    "ran after it. Then it started to rain, so Lily and Max went home. Mom gave Lily a warm hug "
+    "and Max a bone. Lily smiled. It was the best day at the park.")
+
+
+# ----------------------------------------------------------------------------- attention heads
+def head_scores(att, tokens):
+    """The numbers behind each head's label, from its attention on one text.
+
+    att: (H, T, T) attention probabilities (rows: queries, causal), tokens: (T,) token ids.
+    Query 0 is left out (it can only attend to itself), and so is the attention on key 0 (the
+    first token) except in `sink`: the offsets and tokens describe the rest. Returns a dict of
+    per-head tensors:
+      sink        mean attention on the first token;
+      offsets     (H, T) share of the rest of the attention at each offset q - k (0 = itself);
+      distance    the share of the top 2 offsets;
+      token_mass  (H, V) share of the rest of the attention on each key token id;
+      baseline    (H, V) the shares if each query spread its attention evenly over its keys;
+      semantic    how much more the head's top 3 tokens get than their baseline share.
+    """
+    H, T, _ = att.shape
+    att = att[:, 1:].float()  # queries 1..T-1
+    sink = att[:, :, 0].mean(dim=1)
+    rest = att.clone()
+    rest[:, :, 0] = 0
+    total = rest.sum(dim=(1, 2)).clamp(min=1e-9)  # (H,)
+    # offset d of query q (row q-1 here) is key q-d: the d-th diagonal below the main one
+    offsets = torch.zeros(H, T)
+    for d in range(T - 1):
+        offsets[:, d] = torch.diagonal(rest, offset=1 - d, dim1=1, dim2=2).sum(dim=1)
+    offsets /= total[:, None]
+    distance = offsets.topk(min(2, T), dim=1).values.sum(dim=1)
+    # attention by key token: (H, keys) summed over queries, then gathered per token id
+    vocab = int(tokens.max()) + 1
+    per_key = rest.sum(dim=1)[:, 1:]  # keys 1..T-1
+    token_mass = torch.zeros(H, vocab).index_add_(1, tokens[1:].long(), per_key) / total[:, None]
+    # the baseline: each query's same attention spread evenly over its keys 1..q, so key k gets
+    # sum over q >= k of mass_q / q (a reversed cumulative sum)
+    q = torch.arange(1, T, dtype=torch.float32)
+    mass_q = rest.sum(dim=2) / q  # (H, queries)
+    per_key_uniform = torch.flip(torch.cumsum(torch.flip(mass_q, [1]), 1), [1])
+    baseline = torch.zeros(H, vocab).index_add_(1, tokens[1:].long(), per_key_uniform) / total[:, None]
+    top3 = token_mass.topk(min(3, vocab), dim=1).indices
+    semantic = (token_mass.gather(1, top3) - baseline.gather(1, top3)).sum(dim=1)
+    return {'sink': sink, 'offsets': offsets, 'distance': distance, 'token_mass': token_mass,
+            'baseline': baseline, 'semantic': semantic}
+
+
+def label_heads(scores, distance_min=0.5, semantic_min=0.3, sink_min=0.5):
+    """A label per head from head_scores(): first-token, distance, semantic or mixed."""
+    labels = []
+    for h in range(len(scores['sink'])):
+        if scores['sink'][h] >= sink_min:
+            labels.append('first-token')
+        elif scores['distance'][h] >= distance_min:
+            labels.append('distance')
+        elif scores['semantic'][h] >= semantic_min:
+            labels.append('semantic')
+        else:
+            labels.append('mixed')
+    return labels
+
+
+def describe_heads(maps, tokens, token_text, thresholds):
+    """One record per (layer, head): its label and the numbers behind it, readable."""
+    heads = []
+    for layer, att in enumerate(maps):
+        s = head_scores(att, tokens)
+        labels = label_heads(s, *thresholds)
+        for h, lab in enumerate(labels):
+            offs = s['offsets'][h].topk(min(3, s['offsets'].size(1)))
+            toks = s['token_mass'][h].topk(min(3, s['token_mass'].size(1)))
+            heads.append({
+                'layer': layer, 'head': h, 'label': lab,
+                'sink': round(float(s['sink'][h]), 3),
+                'distance': round(float(s['distance'][h]), 3),
+                'semantic': round(float(s['semantic'][h]), 3),
+                'top_offsets': [[int(d), round(float(v), 3)] for v, d in zip(offs.values, offs.indices)],
+                'top_tokens': [[token_text(int(t)), round(float(v), 3), round(float(s['baseline'][h, t]), 3)]
+                               for v, t in zip(toks.values, toks.indices)],
+            })
+    return heads
+
+
+# ----------------------------------------------------------------------------- MLP neurons
+@torch.no_grad()
+def neuron_activations(model, seqs, layer_ids, batch=16):
+    """Every MLP neuron's activation at every token of seqs (lists of ids): for each layer, a
+    (total tokens, 4*n_embd) float16 array, rows in the order of the concatenated seqs."""
+    acts = {l: [] for l in layer_ids}
+    current = {}
+    hooks = [model.h[l].mlp.act.register_forward_hook(
+        lambda mod, inp, out, l=l: current.__setitem__(l, out)) for l in layer_ids]
+    dev = model.wte.weight.device
+    try:
+        for b in range(0, len(seqs), batch):
+            chunk = seqs[b:b + batch]
+            T = max(len(s) for s in chunk)
+            idx = torch.zeros(len(chunk), T, dtype=torch.long, device=dev)
+            for i, s in enumerate(chunk):  # right padding: causal attention never looks ahead
+                idx[i, :len(s)] = torch.tensor(s)
+            model(idx)
+            for l in layer_ids:
+                out = current[l].float().cpu()
+                acts[l].extend(out[i, :len(s)].half().numpy() for i, s in enumerate(chunk))
+    finally:
+        for h in hooks:
+            h.remove()
+    return {l: np.concatenate(a) for l, a in acts.items()}
+
+
+def rank_neurons(acts, top=6, skip=None):
+    """Neurons ordered by selectivity: the mean of each neuron's `top` highest activations, in
+    standard deviations above its mean activation. Returns (order, selectivity, top positions
+    (neurons, top) per neuron, highest first). Rows where skip is True (e.g. the EOT token every
+    story starts with) are never counted as top activations."""
+    a = acts.astype(np.float32)
+    mean, std = a.mean(axis=0), a.std(axis=0) + 1e-6
+    if skip is not None:
+        a = a.copy()
+        a[skip] = -np.inf
+    top = min(top, len(a))
+    part = np.argpartition(-a, top - 1, axis=0)[:top]            # (top, neurons), unordered
+    vals = np.take_along_axis(a, part, axis=0)
+    order_in = np.argsort(-vals, axis=0, kind='stable')
+    positions = np.take_along_axis(part, order_in, axis=0).T      # (neurons, top)
+    vals = np.take_along_axis(vals, order_in, axis=0).T
+    selectivity = (vals.mean(axis=1) - mean) / std
+    order = np.argsort(-selectivity, kind='stable')
+    return order, selectivity, positions
+
+
+# ----------------------------------------------------------------------------- the report
+def png_of(fig):
+    buf = io.BytesIO()
+    fig.savefig(buf, format='png', dpi=90)
+    return buf.getvalue()
+
+
+def attention_figure(att, labels, token_strs, layer):
+    """One layer's heads side by side as heatmaps (rows: queries, columns: keys)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import PowerNorm
+    H, T, _ = att.shape
+    cols = min(H, 4)
+    rows = (H + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4 * rows), squeeze=False)
+    for h in range(rows * cols):
+        ax = axes[h // cols][h % cols]
+        ax.axis('off')
+        if h >= H:
+            continue
+        # a square-root colour scale: weak but real attention stays visible beside the peaks
+        ax.imshow(att[h].numpy(), cmap='viridis', norm=PowerNorm(0.5, vmin=0, vmax=float(att[h].max()) or 1))
+        ax.set_title(f'layer {layer} head {h}: {labels[h]}', fontsize=9)
+        if T <= 48:  # the tokens fit as tick labels
+            ax.axis('on')
+            ax.set_xticks(range(T), token_strs, rotation=90, fontsize=5)
+            ax.set_yticks(range(T), token_strs, fontsize=5)
+    fig.tight_layout()
+    data = png_of(fig)
+    plt.close(fig)
+    return data
+
+
+def token_span(text, act, peak):
+    """A token as an escaped HTML span, shaded by the neuron's activation (peak = darkest)."""
+    alpha = 0.0 if peak <= 0 else max(0.0, min(1.0, float(act) / peak))
+    return (f'<span class="tok" style="background:rgba(255,80,0,{alpha:.2f})" '
+            f'title="{float(act):.2f}">{html.escape(text)}</span>')
+
+
+STYLE = """body{font-family:sans-serif;max-width:1300px;margin:auto;padding:0 1em}
+table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}
+.distance{background:#dbe9ff}.semantic{background:#ffe3c4}.first-token{background:#eee}
+.ctx{font-family:monospace;font-size:13px;margin:2px 0;white-space:pre-wrap}
+.tok{border-radius:2px}.peak{outline:2px solid #c00}.story{white-space:pre-wrap;border:1px solid #ccc;padding:.6em}
+img{max-width:100%}"""
+
+
+def write_report(path, meta, story_text, heads, images, neuron_sections):
+    counts = {lab: sum(h['label'] == lab for h in heads) for lab in ('distance', 'semantic', 'first-token', 'mixed')}
+    p = [f"<!doctype html><html><head><meta charset='utf-8'><title>interpret: {html.escape(meta['out_dir'])}</title>"
+         f"<style>{STYLE}</style></head><body>",
+         f"<h1>Inside {html.escape(meta['out_dir'])}</h1>",
+         f"<p>{meta['n_layer']} layers, {meta['n_head']} heads, hidden {meta['n_embd']}, "
+         f"{meta['params']:,} parameters, iteration {meta['iter']}.</p>",
+         "<h2>Attention heads</h2><p>Heads by label: " +
+         ', '.join(f"{v} {k}" for k, v in counts.items()) + ". "
+         "Distance = the share of attention at its top 2 offsets; semantic = how much more its "
+         "top 3 tokens get than uniform attention would give them; sink = attention on the first "
+         "token. Offsets and tokens leave the first token out.</p>",
+         f"<p>The story ({meta['story_tokens']} tokens):</p><div class='story'>{html.escape(story_text)}</div>",
+         "<table id='heads'><tr><th>layer</th><th>head</th><th>label</th><th>distance</th>"
+         "<th>semantic</th><th>sink</th><th>top offsets (share)</th><th>top tokens (share / uniform)</th></tr>"]
+    for h in heads:
+        offs = ', '.join(f"{d}: {v:.2f}" for d, v in h['top_offsets'])
+        toks = ', '.join(f"{html.escape(repr(t))}: {v:.2f} / {b:.2f}" for t, v, b in h['top_tokens'])
+        p.append(f"<tr class='head {h['label']}'><td>{h['layer']}</td><td>{h['head']}</td>"
+                 f"<td><b>{h['label']}</b></td><td>{h['distance']:.2f}</td><td>{h['semantic']:.2f}</td>"
+                 f"<td>{h['sink']:.2f}</td><td>{offs}</td><td>{toks}</td></tr>")
+    p.append("</table>")
+    for layer, png in enumerate(images):
+        p.append(f"<h3>Layer {layer}</h3><img alt='attention of layer {layer}' "
+                 f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
+    p.append("<h2>MLP neurons</h2><p>The most selective neurons of each layer (selectivity = their "
+             "top activations' mean, in standard deviations above their mean), each with the "
+             "contexts where it fires most; the shade is that neuron's activation, the outlined "
+             "token its peak.</p>")
+    p.extend(neuron_sections)
+    p.append("</body></html>")
+    from tokenizer import atomic_write
+    atomic_write(path, '\n'.join(p))
+
+
+def neuron_section(layer, acts, order, selectivity, positions, seqs, starts, token_text, n_show, ctx):
+    """HTML for one layer's most selective neurons and their top contexts; also their records."""
+    owner = np.searchsorted(starts, np.arange(len(acts)), side='right') - 1  # row -> sequence
+    parts, records = [f"<h3>Layer {layer}</h3>"], []
+    for rank, n in enumerate(order[:n_show]):
+        peak = float(acts[positions[n][0], n])
+        rows, tops = [], []
+        for pos in positions[n]:
+            s = owner[pos]
+            i = pos - starts[s]
+            lo, hi = max(1, i - ctx), min(len(seqs[s]), i + 4)  # skip the EOT each story starts with
+            spans = []
+            for j in range(lo, hi):
+                sp = token_span(token_text(seqs[s][j]), acts[starts[s] + j, n], peak)
+                spans.append(sp.replace('class="tok"', 'class="tok peak"') if j == i else sp)
+            rows.append(f"<div class='ctx'>{float(acts[pos, n]):6.2f}  {''.join(spans)}</div>")
+            tops.append(token_text(seqs[s][i]))
+        common = {}
+        for t in tops:
+            common[t] = common.get(t, 0) + 1
+        common = sorted(common.items(), key=lambda kv: -kv[1])
+        parts.append(f"<div class='neuron' id='n{layer}-{n}'><h4>#{rank + 1}: neuron {n} "
+                     f"(selectivity {selectivity[n]:.1f}); top tokens: "
+                     + html.escape(', '.join(f"{t!r}×{c}" for t, c in common)) + "</h4>" + ''.join(rows) + "</div>")
+        records.append({'layer': layer, 'neuron': int(n), 'selectivity': round(float(selectivity[n]), 3),
+                        'top_tokens': tops, 'top_activations': [round(float(acts[p_, n]), 3) for p_ in positions[n]]})
+    return ''.join(parts), records
+
+
+def load_story(spec):
+    if not spec:
+        return DEFAULT_STORY
+    if spec.startswith('FILE:'):
+        try:
+            with open(spec[5:], encoding='utf-8') as f:
+                return f.read()
+        except (OSError, UnicodeDecodeError) as e:
+            raise SystemExit(f"error: cannot read --story file {spec[5:]!r}: {e}")
+    return spec
+
+
+def sample_sequences(data_dir, eot, block_size, n, rng):
+    """n stories of data_dir's val.bin (else train.bin) as token lists, each starting with EOT."""
+    from tokenizer import read_meta
+    meta = read_meta(data_dir)
+    for split in ('val', 'train'):
+        path = os.path.join(data_dir, f'{split}.bin')
+        if os.path.isfile(path):
+            break
+    else:
+        raise SystemExit(f"error: {data_dir} has no val.bin or train.bin")
+    data = np.memmap(path, dtype=np.dtype(meta.get('dtype', 'uint16')), mode='r')
+    cuts = np.flatnonzero(data == eot)
+    bounds = [(a, b) for a, b in zip(np.concatenate([[0], cuts + 1]), np.concatenate([cuts, [len(data)]])) if b > a]
+    picks = sorted(rng.choice(len(bounds), min(n, len(bounds)), replace=False).tolist())
+    return [[eot] + data[bounds[i][0]:bounds[i][1]][:block_size - 1].tolist() for i in picks]
+
+
+def main():
+    from configurator import configure
+    configure(globals())
+    from model import load_checkpoint
+    from tokenizer import atomic_write, encoding_from_record
+    torch.manual_seed(seed)
+    model, ckpt = load_checkpoint(out_dir, device)
+    cfg = model.config
+    enc = encoding_from_record(ckpt['tokenizer'])
+    eot = ckpt['tokenizer']['eot_token']
+    layer_ids = list(range(cfg.n_layer)) if -1 in layers else sorted(set(layers))
+    if any(not 0 <= l < cfg.n_layer for l in layer_ids):
+        raise SystemExit(f"error: --layers={','.join(map(str, layers))}: the model has layers 0..{cfg.n_layer - 1}")
+    report_dir = os.path.join(out_dir, 'interpret')
+    os.makedirs(report_dir, exist_ok=True)
+
+    def token_text(t):
+        return '<EOT>' if t == eot else enc.decode_single_token_bytes(t).decode('utf-8', errors='replace')
+
+    # 1. attention heads on the story
+    text = load_story(story)
+    ids = [eot] + enc.encode_ordinary(text)
+    if len(ids) > cfg.block_size:
+        print(f"interpret: the story has {len(ids)} tokens; using the first {cfg.block_size} (the context)")
+        ids = ids[:cfg.block_size]
+    if len(ids) < 3:
+        raise SystemExit("error: --story is too short (it needs at least 2 tokens)")
+    idx = torch.tensor([ids], device=device)
+    maps = [m[0].float().cpu() for m in model.attention_maps(idx)]
+    thresholds = (distance_threshold, semantic_threshold, sink_threshold)
+    heads = describe_heads(maps, torch.tensor(ids), token_text, thresholds)
+    token_strs = [token_text(t) for t in ids]
+    images = []
+    for layer, att in enumerate(maps):
+        labels = [h['label'] for h in heads if h['layer'] == layer]
+        png = attention_figure(att, labels, token_strs, layer)
+        atomic_write(os.path.join(report_dir, f'attention_layer{layer}.png'), png)
+        images.append(png)
+
+    # 2. MLP neurons over a sample of stories (the story alone if there is no dataset)
+    src = data_dir or ckpt.get('config', {}).get('data_dir', '')
+    rng = np.random.default_rng(seed)
+    if src and os.path.isdir(src):
+        seqs = sample_sequences(src, eot, cfg.block_size, num_stories, rng)
+    else:
+        print("interpret: no dataset (--data_dir) found: neurons from the story alone")
+        seqs = [ids]
+    acts = neuron_activations(model, seqs, layer_ids, batch_size)
+    starts = np.concatenate([[0], np.cumsum([len(s) for s in seqs])])
+    is_eot = np.concatenate([np.array(s) == eot for s in seqs])
+    sections, neuron_records = [], []
+    for l in layer_ids:
+        order, sel, positions = rank_neurons(acts[l], top, skip=is_eot)
+        html_part, recs = neuron_section(l, acts[l], order, sel, positions, seqs, starts, token_text,
+                                         neurons, context)
+        sections.append(html_part)
+        neuron_records.extend(recs)
+
+    # 3. the report
+    meta = {'out_dir': out_dir, 'n_layer': cfg.n_layer, 'n_head': cfg.n_head, 'n_embd': cfg.n_embd,
+            'params': model.num_params(), 'iter': ckpt.get('iter_num'), 'story_tokens': len(ids)}
+    write_report(os.path.join(report_dir, 'report.html'), meta, text, heads, images, sections)
+    summary = {'meta': meta, 'story': text, 'heads': heads, 'neurons': neuron_records,
+               'neuron_stories': len(seqs), 'labels': {lab: sum(h['label'] == lab for h in heads)
+                                                       for lab in ('distance', 'semantic', 'first-token', 'mixed')}}
+    atomic_write(os.path.join(report_dir, 'summary.json'), json.dumps(summary, indent=1) + '\n')
+    print(f"heads: " + ', '.join(f"{v} {k}" for k, v in summary['labels'].items()))
+    for h in heads:
+        print(f"  layer {h['layer']} head {h['head']}: {h['label']:11s} distance {h['distance']:.2f} "
+              f"semantic {h['semantic']:.2f} sink {h['sink']:.2f}  offsets {h['top_offsets'][:2]} "
+              f"tokens {[t for t, _, _ in h['top_tokens']]}")
+    print(f"neurons: {len(neuron_records)} shown from layers {layer_ids} over {len(seqs)} stories")
+    print(f"wrote {report_dir}/: report.html, summary.json, " +
+          ', '.join(f'attention_layer{l}.png' for l in range(cfg.n_layer)))
+
+
+if __name__ == '__main__':
+    main()

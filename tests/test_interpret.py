@@ -1,0 +1,214 @@
+"""interpret.py: the head classifier on synthetic attention with known answers, the neuron ranking
+on a tiny model with planted neurons, and the report rendered in headless Chromium."""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import byte_tokenizer_record, write_tiny_checkpoint
+from interpret import head_scores, label_heads, neuron_activations, rank_neurons
+from model import GPT, GPTConfig
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def causal_rows(T, weights_of_row):
+    """(T, T) attention whose row q is weights_of_row(q) (over keys 0..q), normalised."""
+    att = torch.zeros(T, T)
+    for q in range(T):
+        w = torch.as_tensor(weights_of_row(q), dtype=torch.float32)
+        att[q, :q + 1] = w / w.sum()
+    return att
+
+
+def synthetic_heads(T=60, seed=0):
+    """Heads with known answers on a token sequence where token 7 (a "name") recurs at irregular
+    places: previous-token, offsets 2 and 3, the name, the first token, uniform."""
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(20, 60, (T,), generator=g)
+    name_at = [3, 11, 12, 30, 44, 57]
+    tokens[name_at] = 7
+    tokens[0] = 0  # the EOT every story starts with
+
+    def one_hot(q, ks):
+        w = torch.zeros(q + 1)
+        for k in ks:
+            if 0 <= k <= q:
+                w[k] += 1
+        return w if w.sum() else torch.eye(q + 1)[q]  # nothing to look at yet: itself
+
+    heads = {
+        'previous': causal_rows(T, lambda q: one_hot(q, [q - 1])),
+        'offsets 2+3': causal_rows(T, lambda q: one_hot(q, [q - 2, q - 3])),
+        'name': causal_rows(T, lambda q: one_hot(q, [k for k in name_at if k <= q]) * 0.9
+                            + torch.full((q + 1,), 0.1 / (q + 1))),
+        'first token': causal_rows(T, lambda q: one_hot(q, [0]) * 0.8 + torch.full((q + 1,), 0.2 / (q + 1))),
+        'uniform': causal_rows(T, lambda q: torch.ones(q + 1)),
+    }
+    return torch.stack(list(heads.values())), tokens, list(heads)
+
+
+def test_head_classifier_known_answers():
+    att, tokens, names = synthetic_heads()
+    s = head_scores(att, tokens)
+    labels = dict(zip(names, label_heads(s)))
+    assert labels == {'previous': 'distance', 'offsets 2+3': 'distance', 'name': 'semantic',
+                      'first token': 'first-token', 'uniform': 'mixed'}
+    # the numbers behind the labels
+    assert s['offsets'][0].argmax() == 1 and s['distance'][0] == pytest.approx(1.0, abs=1e-5)
+    assert set(s['offsets'][1].topk(2).indices.tolist()) == {2, 3}
+    assert s['token_mass'][2].argmax() == 7                   # the semantic head's token: the name
+    assert s['semantic'][2] > 0.6 and s['distance'][2] < 0.5   # ... at no fixed distance
+    assert s['sink'][3] > 0.75 and s['sink'][0] < 0.05
+    assert abs(float(s['semantic'][4])) < 1e-5                 # uniform attention: nothing extra
+    # offsets and token shares are shares of the attention off the first token
+    assert torch.allclose(s['offsets'].sum(dim=1), torch.ones(5), atol=1e-5)
+    assert torch.allclose(s['token_mass'].sum(dim=1), torch.ones(5), atol=1e-5)
+
+
+def test_head_classifier_thresholds():
+    att, tokens, names = synthetic_heads(seed=1)
+    s = head_scores(att, tokens)
+    strict = dict(zip(names, label_heads(s, distance_min=1.01, semantic_min=2.0, sink_min=0.99)))
+    assert set(strict.values()) == {'mixed'}
+
+
+def planted_model():
+    """A 1-layer model whose MLP neuron 5 fires on 'Z' (strongly) and neuron 9 on 'Q' (more
+    weakly), through the real forward pass: attention switched off, no position embedding, 'Z'
+    and 'Q' alone on embedding dimensions 0 and 1, and those neurons reading those dimensions."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=257, block_size=64, n_layer=1, n_head=2, n_embd=32))
+    with torch.no_grad():
+        model.wpe.weight.zero_()
+        model.h[0].attn.c_proj.weight.zero_()
+        model.h[0].attn.c_proj.bias.zero_()
+        model.wte.weight[:, :2] = 0
+        model.wte.weight[ord('Z'), 0] = 1.0
+        model.wte.weight[ord('Q'), 1] = 1.0
+        fc = model.h[0].mlp.c_fc
+        fc.weight[5].zero_()
+        fc.weight[5, 0] = 5.0
+        fc.bias[5] = -2.0
+        fc.weight[9].zero_()
+        fc.weight[9, 1] = 2.0
+        fc.bias[9] = -2.0
+    return model.eval()
+
+
+def test_neuron_ranking_finds_planted_neurons():
+    model = planted_model()
+    rng = np.random.default_rng(0)
+    letters = np.frombuffer(b'abcdefghijklmnop rstuvwxy ', dtype=np.uint8)
+    seqs = []
+    for _ in range(30):
+        s = rng.choice(letters, 50).tolist()
+        if rng.random() < 0.4:
+            s[rng.integers(50)] = ord('Z')
+        if rng.random() < 0.25:
+            s[rng.integers(50)] = ord('Q')
+        seqs.append([256] + s)
+    acts = neuron_activations(model, seqs, [0], batch=7)[0]  # batches of uneven lengths
+    assert acts.shape == (sum(map(len, seqs)), 128)
+    flat = np.concatenate(seqs)
+    n_z, n_q = int((flat == ord('Z')).sum()), int((flat == ord('Q')).sum())
+    assert n_z >= 6 and n_q >= 3
+    order, sel, positions = rank_neurons(acts, top=3, skip=flat == 256)
+    assert set(order[:2].tolist()) == {5, 9}      # the planted neurons are the most selective
+    assert all(flat[p] == ord('Z') for p in positions[5])  # and fire on their tokens
+    assert all(flat[p] == ord('Q') for p in positions[9])
+    a5 = acts[positions[5], 5].astype(float)
+    assert (np.diff(a5) <= 0).all() and a5[0] > 20    # highest first; 'Z' drives it hard
+    # the same numbers with each sequence alone (padding in a batch changes nothing)
+    alone = neuron_activations(model, seqs[:1], [0])[0]
+    np.testing.assert_allclose(alone, acts[:len(seqs[0])], atol=1e-2)
+
+
+def test_rank_neurons_plain_numbers():
+    acts = np.zeros((100, 3), dtype=np.float16)
+    acts[:, 0] = np.linspace(0, 1, 100)   # spread out: not selective
+    acts[[10, 50], 1] = [5, 9]            # two spikes: selective
+    acts[0, 2] = 100                      # a spike on a skipped row does not count
+    skip = np.zeros(100, bool)
+    skip[0] = True
+    order, sel, positions = rank_neurons(acts, top=2, skip=skip)
+    assert order[0] == 1 and positions[1].tolist() == [50, 10]
+    assert positions[2][0] != 0
+
+
+def write_dataset(data_dir, stories):
+    os.makedirs(data_dir, exist_ok=True)
+    rec = byte_tokenizer_record()
+    ids = []
+    for s in stories:
+        ids += [256] + list(s.encode('utf-8'))
+    np.array(ids, dtype=np.uint16).tofile(os.path.join(data_dir, 'val.bin'))
+    with open(os.path.join(data_dir, 'tokenizer.tiktoken'), 'w') as f:
+        f.write(rec['tiktoken'])
+    with open(os.path.join(data_dir, 'meta.json'), 'w') as f:
+        json.dump({'vocab_size': 257, 'eot_token': 256, 'tokenizer': 'bytes',
+                   'pat_str': rec['pat_str'], 'dtype': 'uint16'}, f)
+
+
+EVIL = 'Tom said "<script>document.title=\'pwned\'</script>" & <img src=x onerror=alert(1)> </div>'
+
+
+@pytest.fixture(scope='module')
+def report(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('interp')
+    out, data = str(tmp / 'run'), str(tmp / 'data')
+    write_tiny_checkpoint(out, block_size=128, n_layer=2, n_head=2)
+    write_dataset(data, [f"Lily had a ball {i}. {EVIL}" for i in range(12)])
+    r = subprocess.run([sys.executable, os.path.join(ROOT, 'interpret.py'), f'--out_dir={out}',
+                        f'--data_dir={data}', f'--story=Once upon a time. {EVIL}', '--neurons=3',
+                        '--top=2'], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return os.path.join(out, 'interpret')
+
+
+def test_report_files_and_escaping(report):
+    for name in ('report.html', 'summary.json', 'attention_layer0.png', 'attention_layer1.png'):
+        assert os.path.getsize(os.path.join(report, name)) > 0
+    with open(os.path.join(report, 'summary.json')) as f:
+        summary = json.load(f)
+    assert len(summary['heads']) == 4 and len(summary['neurons']) == 2 * 3
+    assert sum(summary['labels'].values()) == 4
+    page = open(os.path.join(report, 'report.html'), encoding='utf-8').read()
+    assert '<script' not in page and '<img src=x' not in page
+    assert '&lt;script&gt;' in page
+    assert re.search(r'src=["\'](?!data:)', page) is None  # self-contained: nothing fetched
+
+
+def find_chromium():
+    for name in ('chromium', 'chromium-browser', 'google-chrome'):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def test_report_renders_in_chromium(report, tmp_path):
+    browser = find_chromium()
+    if browser is None:
+        pytest.skip("chromium not found: apt-get install -y chromium to run this test")
+    flags = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+             '--disable-component-update', '--disable-sync', '--no-first-run',
+             f'--user-data-dir={tmp_path / "profile"}']
+    url = 'file://' + os.path.join(report, 'report.html')
+    r = subprocess.run([browser, *flags, '--dump-dom', url], capture_output=True, text=True, timeout=90)
+    dom = r.stdout
+    assert r.returncode == 0 and '<table id="heads">' in dom, r.stderr[-2000:]
+    # every head has its row, every shown neuron its block, the heatmaps are decoded images
+    assert len(re.findall(r'<tr class="head ', dom)) == 4
+    assert len(re.findall(r'<div class="neuron"', dom)) == 6
+    assert '<title>interpret:' in dom and 'pwned' not in dom.split('</title>')[0]
+    assert '<script' not in dom  # the story's script tag stayed text
+    shot = tmp_path / 'shot.png'
+    r = subprocess.run([browser, *flags, f'--screenshot={shot}', '--window-size=1200,2000', url],
+                       capture_output=True, text=True, timeout=90)
+    assert r.returncode == 0 and shot.stat().st_size > 10_000, r.stderr[-2000:]
