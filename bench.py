@@ -156,6 +156,67 @@ def bench_prepare():
          unit='GB', target_gb=4)
 
 
+@case('llm_requests')
+def bench_llm_requests():
+    """llm.run against the local stand-in server (tests/fake_openai.py) at 1 s per request:
+    completed requests/s at concurrency 64 (the ceiling is 64/s), nothing lost; overall (start-up
+    included) and steady (from the first round's end to the last answer)."""
+    import shutil
+    import tempfile
+    import llm
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'tests'))
+    from fake_openai import FakeOpenAI
+    n, conc = 512, 64
+    reqs = [{'custom_id': f'b{i}', 'params': {'max_tokens': 50},
+             'messages': [{'role': 'user', 'content': f'Story {i}: use the verb "run"'}]} for i in range(n)]
+    state = tempfile.mkdtemp(prefix='bench_llm_')
+    got, times = set(), []
+    try:
+        with FakeOpenAI(latency=1.0) as server:
+            t0 = time.perf_counter()
+            report = llm.run(reqs, state, on_result=lambda req, res: (got.add(res['custom_id']),
+                                                                      times.append(time.perf_counter())),
+                             base_url=server.base_url, model='local', concurrency=conc, yes=True)
+            dt = time.perf_counter() - t0
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+    emit(case='llm_requests_per_s', value=round(len(got) / dt, 1), unit='req/s', requests=n,
+         steady=round((len(times) - conc) / (times[-1] - times[conc - 1]), 1),
+         concurrency=conc, latency_s=1.0, lost=n - len(got), failed=report['failed'],
+         ideal=conc, target=50)
+
+
+@case('offline_stories')
+def bench_offline_stories():
+    """generate_data.py's offline generator: records (story, prompt, summary, sentence) per s."""
+    import generate_data as gd
+    n = 5000
+    t0 = time.perf_counter()
+    words = sum(len(gd.offline_record(1, i, True)['story'].split()) for i in range(n))
+    dt = time.perf_counter() - t0
+    emit(case='offline_stories_per_s', value=round(n / dt), unit='stories/s', stories=n,
+         mean_words=round(words / n, 1), target=1000)
+
+
+@case('grade_probes')
+def bench_grade_probes():
+    """grade.py's offline probes (the repo's 73 items) on a random demo-sized model with the
+    byte tokenizer (sequences ~4x longer than with a 4k BPE): batched scoring vs one candidate
+    per forward pass, in the same run."""
+    import grade
+    from model import GPT, GPTConfig
+    from tests.helpers import byte_tokenizer_record
+    from tokenizer import encoding_from_record
+    enc = encoding_from_record(byte_tokenizer_record())
+    model = GPT(GPTConfig(vocab_size=257, block_size=256, n_layer=4, n_head=4, n_embd=128)).eval()
+    items = grade.load_probes(grade.probes_file)
+    batched = timeit(lambda: grade.run_probes(model, enc, items, batch_size=32), min_seconds=2.0)
+    single = timeit(lambda: grade.run_probes(model, enc, items, batch_size=1), min_seconds=2.0)
+    emit(case='grade_probes_items_per_s', value=round(len(items) / batched, 1), unit='items/s',
+         items=len(items), batch_size=32, unbatched_items_per_s=round(len(items) / single, 1),
+         speedup=round(single / batched, 2))
+
+
 def main():
     from configurator import configure
     configure(globals())

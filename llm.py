@@ -11,7 +11,7 @@ Public API (stable):
              "params": {...}}; params go into the chat request as they are (max_tokens,
              temperature, ...; "model" there overrides the settings' model).
   state_dir  a folder of its own for this job: responses.jsonl (every paid answer, appended and
-             fsynced as it arrives) and batches.json (Batch API jobs in flight). Re-running the
+             flushed as it arrives) and batches.json (Batch API jobs in flight). Re-running the
              same requests with the same state_dir re-delivers the answers already received,
              without a request, and sends only the rest.
   validate   validate(request, text) -> None to accept, or a short reason string to reject
@@ -102,7 +102,9 @@ def estimate_cost(requests, model, batch=False, price=None, out_tokens_guess=Non
 # ----------------------------------------------------------------------------- the log
 class ResponseLog:
     """state_dir/responses.jsonl: one line per paid answer {"custom_id", "text", "usage",
-    "usd", "rejected"}, fsynced before the answer is used, so a kill -9 never loses a paid answer."""
+    "usd", "rejected"}, handed to the OS before the answer is used, so a kill -9 never loses a paid
+    answer; fsynced at least once a second (an fsync per answer would stall the event loop)
+    and on close, against power loss."""
 
     def __init__(self, state_dir):
         os.makedirs(state_dir, exist_ok=True)
@@ -120,6 +122,7 @@ class ResponseLog:
                 if not rec.get('rejected'):
                     self.answers[rec['custom_id']] = rec
         self.f = open(self.path, 'a', encoding='utf-8')
+        self.synced = time.monotonic()
 
     def add(self, custom_id, text, usage, usd, rejected=None):
         rec = {'custom_id': custom_id, 'text': text, 'usage': usage, 'usd': usd}
@@ -127,12 +130,16 @@ class ResponseLog:
             rec['rejected'] = rejected
         self.f.write(json.dumps(rec, ensure_ascii=False) + '\n')
         self.f.flush()
-        os.fsync(self.f.fileno())
+        if time.monotonic() - self.synced > 1.0:
+            os.fsync(self.f.fileno())
+            self.synced = time.monotonic()
         self.usd += usd
         if not rejected:
             self.answers[custom_id] = rec
 
     def close(self):
+        self.f.flush()
+        os.fsync(self.f.fileno())
         self.f.close()
 
 

@@ -126,6 +126,7 @@ class FakeOpenAI:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = 'HTTP/1.1'
+    disable_nagle_algorithm = True   # else headers and body go out apart, and a delayed ACK adds 40 ms
     fake = None
 
     def log_message(self, *args):   # quiet

@@ -109,9 +109,9 @@ def test_a_torn_last_line_is_cut_and_rewritten(tmp_path):
 
 def test_offline_kill_9_and_rerun_gives_every_story_once(tmp_path):
     d = str(tmp_path / 'stories')
-    n = 40000
+    n = 15000
     p = subprocess.Popen([sys.executable, 'generate_data.py', f'--num_stories={n}', f'--stories_dir={d}',
-                          '--shard_size=3000'], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                          '--shard_size=1000'], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     shard = os.path.join(d, 'stories-00001.jsonl')
     deadline = time.time() + 30
     while time.time() < deadline and not os.path.exists(shard):
@@ -119,7 +119,7 @@ def test_offline_kill_9_and_rerun_gives_every_story_once(tmp_path):
     p.send_signal(signal.SIGKILL)
     p.wait()
     assert len(read_records(d)) < n    # it was killed mid-run (the torn line, if any, is cut on re-run)
-    r = run_script(f'--num_stories={n}', f'--stories_dir={d}', '--shard_size=3000')
+    r = run_script(f'--num_stories={n}', f'--stories_dir={d}', '--shard_size=1000')
     assert r.returncode == 0, r.stderr
     ids = [x['id'] for x in read_records(d)]
     assert len(ids) == n and set(ids) == {f'1337-{i:08d}' for i in range(n)}
