@@ -111,12 +111,17 @@ PLACES = ['in the park', 'in the garden', 'in the forest', 'at the beach', 'in t
 HOBBIES = ['play with {his} toys', 'run in the grass', 'look at the clouds', 'sing songs',
            'draw pictures', 'pick flowers', 'jump in puddles', 'build with blocks',
            'read books with {his} mom', 'help {his} dad in the garden', 'watch the birds',
-           'play hide and seek']
+           'play hide and seek', 'swing on the swing', 'bake cookies with {his} grandma',
+           'splash in the bath', 'dance to music', 'count the stars at night', 'ride {his} red bike',
+           'make sand castles', 'feed the ducks', 'play ball with {his} friends', 'paint with bright colors']
 HELPERS = ['mom', 'dad', 'grandma', 'grandpa', 'big sister', 'big brother']
 WEATHER = ['The sun was shining and the birds were singing.', 'The sky was blue and the air was warm.',
            'It was a bright and sunny day.', 'A soft wind was blowing through the trees.',
            'There were big white clouds in the sky.', 'The grass was green and wet from the rain.',
-           'It was a cold morning, and the ground was covered with frost.']
+           'It was a cold morning, and the ground was covered with frost.',
+           'The leaves were red and yellow, and they fell down slowly.', 'Little bugs were buzzing in the flowers.',
+           'The air smelled like rain and fresh grass.', 'It was warm, and the bees were busy.',
+           'A little rain had fallen, and everything was shiny and wet.']
 FEELINGS_GOOD = ['happy', 'glad', 'excited', 'proud', 'so happy']
 FEELINGS_BAD = ['sad', 'upset', 'scared', 'worried', 'very sad']
 MORALS = {
@@ -128,10 +133,13 @@ MORALS = {
              'good friends help you when you are sad'],
     'broken': ['telling the truth is always the right thing', 'saying sorry can fix a friendship',
                'being gentle keeps things safe'],
+    'taken': ['being kind to animals makes new friends', 'it is better to ask nicely than to be angry',
+              'sharing can turn a problem into a friend'],
     'scared': ['being brave means trying even when you are scared', 'things are not always as scary as they look',
                'it is good to stay close to the people who love you'],
 }
 BAD_MORALS = {
+    'taken': 'you should keep an eye on the things you love',
     'share': 'being greedy can make you lose what you want',
     'stuck': 'you should listen when someone tells you to be careful',
     'lost': 'you should keep your things close to you',
@@ -177,7 +185,9 @@ def offline_story(spec):
     thing = f'{adj} {noun}'
     a_thing = f'{article(adj)} {thing}'
     # the problem: a conflict with a friend when asked for, otherwise a mishap
-    problem = 'share' if conflict and rng.random() < 0.6 else rng.choice(['stuck', 'lost', 'broken', 'scared'])
+    problem = 'share' if conflict and rng.random() < 0.6 else rng.choice(['stuck', 'lost', 'broken', 'scared', 'taken'])
+    animal = rng.choice(['a naughty monkey', 'a big black crow', 'a hungry goat', 'a fast little dog',
+                         'a sneaky squirrel', 'a silly seagull'])
     if conflict and problem != 'share':
         problem = rng.choice(['broken', 'share'])
     H, P = hero, pal
@@ -192,6 +202,8 @@ def offline_story(spec):
         f'One day, a {rng.choice(TRAITS)} {H.kind} named {n} woke up very early.',
         f'{n} was a {rng.choice(TRAITS)} little {H.kind} who lived in a {rng.choice(["small", "cozy", "big", "yellow"])} house.',
         f'There once was a little {H.kind} named {n}.',
+        f'In a little house near the woods, there lived a {rng.choice(TRAITS)} {H.kind}. {H.His} name was {n}.',
+        f'{n} was a little {H.kind} with a big smile.',
     ])
     hobby = rng.choice(HOBBIES).format(his=H.his)
     s = [intro, f'{H.He} loved to {hobby}.']
@@ -286,6 +298,11 @@ def offline_story(spec):
         s.append(f'The {noun} hit the ground and it broke!')
         if dialogue:
             s.append(say(n, f'Oh no, my {noun}!'))
+    elif problem == 'taken':
+        s.append(f'Suddenly, {animal} came by. It grabbed the {noun} and took it away!')
+        s.append(rng.choice([f'{n} ran after it as fast as {H.he} could.', f'{n} could not believe it.']))
+        if dialogue:
+            s.append(say(n, f'Stop! Come back with my {noun}!'))
     else:  # scared
         s.append(rng.choice(['Suddenly, there was a loud noise behind the bushes.',
                              'Then the sky got dark, and a big storm began.',
@@ -314,6 +331,8 @@ def offline_story(spec):
                      f'{n} looked one more time, and there it was, next to {H.his} {helper}!'],
             'broken': [f'{n} told {H.his} {helper} what happened. Together they fixed the {noun} with some glue.',
                        f'{pn} said sorry for making {n} run, and they fixed the {noun} together.'],
+            'taken': [f'{n} did not get angry. {H.He} gave the animal a piece of bread, and it dropped the {noun}.',
+                      f'The animal only wanted to play. It brought the {noun} back, and now {n} had a new friend.'],
             'scared': [f'Then {H.his} {helper} came and gave {n} a big hug. It was only a little cat!',
                        f'{n} was brave. {H.He} stayed still, and soon everything was quiet again.'],
         }[problem]
@@ -323,7 +342,9 @@ def offline_story(spec):
         s.append(rng.choice([f'{n} and {pn} played until the sun went down.',
                              f'From that day on, {n} always took good care of the {noun}.',
                              f'{n} went home with a big smile on {H.his} face.',
-                             f'That night, {n} went to bed {rng.choice(FEELINGS_GOOD)}.']))
+                             f'That night, {n} went to bed {rng.choice(FEELINGS_GOOD)}.',
+                             f'It was the best day, and {n} never forgot it.',
+                             f'When they got home, {n} told everyone about the {adj} {noun}.']))
         if moral:
             s.append(f'{n} learned that {rng.choice(MORALS[problem])}.')
     else:
@@ -333,6 +354,7 @@ def offline_story(spec):
             'lost': f'They looked until it was dark, but the {noun} was gone forever.',
             'broken': f'{H.His} {helper} tried to fix it, but the {noun} was broken for good.',
             'scared': f'{n} ran home so fast that {H.he} dropped the {noun}, and {H.he} never saw it again.',
+            'taken': f'The animal ran into the trees, and the {noun} was gone. {n} never got it back.',
         }[problem]
         s.append(end)
         s.append(f'{n} was {rng.choice(FEELINGS_BAD)}. {H.He} cried all the way home.')
@@ -345,7 +367,8 @@ def offline_story(spec):
 
     ending = 'and it ends sadly' if bad else 'and it ends happily'
     what = {'share': f'{pn} wants it too', 'stuck': 'it gets stuck', 'lost': 'it gets lost',
-            'broken': 'it breaks', 'scared': f'something scares {H.him}'}[problem]
+            'broken': 'it breaks', 'scared': f'something scares {H.him}',
+            'taken': f'{animal} takes it'}[problem]
     summary = f'A little {H.kind} named {n} finds {a_thing} {at_place}, but {what}, {ending}.'
     return story, summary
 

@@ -261,11 +261,12 @@ def make_client(settings, asynchronous):
 def confirm(todo, job):
     """Print the estimate; go on only with yes, or a 'y' typed at a terminal."""
     s = job.s
+    if s['max_requests']:
+        todo = todo[:s['max_requests']]
     tin, tout, usd = estimate_cost(todo, s['model'], job.batch, s.get('price'), s.get('out_tokens_guess'))
     paid = usd > 0 or not s['base_url'] or 'api.openai.com' in s['base_url']
     limit = f", stopping at ${s['max_cost_usd']:.2f}" if s['max_cost_usd'] else ''
-    n = min(len(todo), s['max_requests']) if s['max_requests'] else len(todo)
-    print(f"llm: {n} requests to {s['model']} ({s['backend']}), about {tin:,} input and at most "
+    print(f"llm: {len(todo)} requests to {s['model']} ({s['backend']}), about {tin:,} input and at most "
           f"{tout:,} output tokens: estimated cost up to ${usd:.2f}{limit}"
           + ('' if paid else ' (a local server: no charge)'), flush=True)
     if not paid or s['yes']:
