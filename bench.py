@@ -236,6 +236,66 @@ def bench_grade_probes():
          speedup=round(single / batched, 2))
 
 
+DIVERSITY_STORIES = 1_000_000  # the issue's scale target: 100 completions against 1M stories
+DIVERSITY_DIR = '/tmp/tinystories_bench_1m'  # offline stories, made once (never in the repo)
+
+
+@case('diversity_closest')
+def bench_diversity_closest():
+    """diversity.py's exact closest-training-story search at scale: an index of the word bigrams
+    of 1M offline stories (generate_data.py), then 100 completion-like texts (the endings of
+    stories from another seed) queried; 2 of them also by brute force (every story compared),
+    for the speed-up and to check the answers are equal. Projected to the 2.7M-story V2 set
+    linearly (index size and postings grow with the stories)."""
+    import glob
+    import resource
+    import subprocess
+    import diversity
+    n = DIVERSITY_STORIES
+    subprocess.run([sys.executable, 'generate_data.py', '--backend=offline', f'--num_stories={n}',
+                    f'--stories_dir={DIVERSITY_DIR}', '--shard_size=100000'], check=True,
+                   cwd=os.path.dirname(os.path.abspath(__file__)), stdout=subprocess.DEVNULL)
+    t0 = time.perf_counter()
+    stories = []
+    for path in sorted(glob.glob(os.path.join(DIVERSITY_DIR, 'stories-*.jsonl'))):
+        with open(path, encoding='utf-8') as f:
+            stories.extend(json.loads(line)['story'] for line in f)
+    stories = stories[:n]
+    t_read = time.perf_counter() - t0
+    t0, c0 = time.perf_counter(), time.process_time()  # CPU time too: the machine is shared
+    index = diversity.KGramIndex(stories, k=2)
+    t_build, c_build = time.perf_counter() - t0, time.process_time() - c0
+    index_bytes = index.grams.nbytes + index.offsets.nbytes + index.postings.nbytes
+    emit(case='diversity_index_build', value=round(t_build, 1), unit='s', stories=len(stories),
+         cpu_s=round(c_build, 1), read_s=round(t_read, 1), distinct_bigrams=int(len(index.grams)),
+         postings=int(len(index.postings)), index_mb=round(index_bytes / 2**20),
+         max_rss_gb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+         projected_2_7M_s=round(t_build * 2.7e6 / len(stories), 1),
+         projected_2_7M_index_mb=round(index_bytes * 2.7e6 / len(stories) / 2**20))
+    import generate_data
+    queries = []
+    for i in range(100):  # story endings from another seed: new text in the same style
+        ws = generate_data.offline_record(7, i, False)['story'].split()
+        queries.append(' '.join(ws[int(0.4 * len(ws)):]))
+    t0, c0 = time.perf_counter(), time.process_time()
+    answers, counted = [], 0
+    for q in queries:
+        answers.append(index.closest(q))
+        counted += index.last_stats['counted_postings'] / max(index.last_stats['postings'], 1)
+    t_query, c_query = time.perf_counter() - t0, time.process_time() - c0
+    emit(case='diversity_closest_100', value=round(t_query, 2), unit='s', stories=len(stories),
+         cpu_s=round(c_query, 2),
+         target=120, projected_2_7M_s=round(t_query * 2.7e6 / len(stories), 1),
+         mean_precision=round(sum(s / max(m, 1) for _, s, m in answers) / len(answers), 3),
+         postings_counted=round(counted / len(queries), 3))
+    t0, c0 = time.perf_counter(), time.process_time()
+    brute = [diversity.closest_brute_force(stories, q) for q in queries[:2]]
+    t_brute, c_brute = (time.perf_counter() - t0) / 2, (time.process_time() - c0) / 2
+    emit(case='diversity_brute_force', value=round(t_brute, 1), unit='s/query', stories=len(stories),
+         cpu_s=round(c_brute, 1), index_s_per_query=round(t_query / len(queries), 4),
+         speedup_cpu=round(c_brute / (c_query / len(queries))), equal=brute == answers[:2])
+
+
 def main():
     from configurator import configure
     configure(globals())
