@@ -217,25 +217,6 @@ def bench_grade_probes():
          speedup=round(single / batched, 2))
 
 
-@case('grade_probes')
-def bench_grade_probes():
-    """grade.py's offline probes (the repo's 73 items) on a random demo-sized model with the
-    byte tokenizer (sequences ~4x longer than with a 4k BPE): batched scoring vs one candidate
-    per forward pass, in the same run."""
-    import grade
-    from model import GPT, GPTConfig
-    from tests.helpers import byte_tokenizer_record
-    from tokenizer import encoding_from_record
-    enc = encoding_from_record(byte_tokenizer_record())
-    model = GPT(GPTConfig(vocab_size=257, block_size=256, n_layer=4, n_head=4, n_embd=128)).eval()
-    items = grade.load_probes(grade.probes_file)
-    batched = timeit(lambda: grade.run_probes(model, enc, items, batch_size=32), min_seconds=2.0)
-    single = timeit(lambda: grade.run_probes(model, enc, items, batch_size=1), min_seconds=2.0)
-    emit(case='grade_probes_items_per_s', value=round(len(items) / batched, 1), unit='items/s',
-         items=len(items), batch_size=32, unbatched_items_per_s=round(len(items) / single, 1),
-         speedup=round(single / batched, 2))
-
-
 DIVERSITY_STORIES = 1_000_000  # the issue's scale target: 100 completions against 1M stories
 DIVERSITY_DIR = '/tmp/tinystories_bench_1m'  # offline stories, made once (never in the repo)
 
