@@ -2,7 +2,7 @@
 Memorisation and diversity, measured as in the TinyStories paper (Eldan & Li 2023, section 5):
 does the model write new stories, or does it copy the ones it was trained on?
 
-    python diversity.py --out_dir=out/demo [--data_dir=data/demo | --source=stories/] [--k=2]
+    python diversity.py --out_dir=out/demo [--data_dir=data/demo] [--k=2]
 
 Take `num_stories` training stories, cut each at 40% of its tokens, let the model complete it,
 and compare every completion, with Rouge-k on words, against
@@ -28,7 +28,6 @@ import numpy as np
 # -----------------------------------------------------------------------------
 out_dir = 'out'          # the run: reads out_dir/ckpt.pt, writes out_dir/diversity/
 data_dir = ''            # training stories from this dataset's train.bin ('' = the checkpoint's)
-source = ''              # or from stories as prepare.py reads them (.txt / .jsonl / a folder)
 max_train_stories = 0    # use only the first N training stories (0 = all of them)
 num_stories = 100        # stories to cut and complete (the paper: 100)
 cut = 0.4                # prompt = this fraction of the story's tokens (the paper: about 40%)
@@ -144,14 +143,17 @@ class KGramIndex:
         del chunks
         self.grams = np.unique(np.concatenate([g for g, _ in pairs])) if pairs else np.zeros(0, np.int64)
         # pass 3: a counting sort of the pairs by gram; stories stay in ascending order per gram
-        dense = [np.searchsorted(self.grams, g).astype(np.int32) for g, _ in pairs]
+        dense = []
+        for i, (g, s) in enumerate(pairs):  # gram values -> their rank (int32), freeing the int64s
+            dense.append(np.searchsorted(self.grams, g).astype(np.int32))
+            pairs[i] = s
         df = np.zeros(len(self.grams), dtype=np.int64)
         for d in dense:
             df += np.bincount(d, minlength=len(self.grams))
         self.offsets = np.concatenate([[0], np.cumsum(df)]).astype(np.int64)
         self.postings = np.empty(int(self.offsets[-1]), dtype=np.int32)
         fill = self.offsets[:-1].copy()
-        for d, (_, s) in zip(dense, pairs):
+        for d, s in zip(dense, pairs):
             order = np.argsort(d, kind='stable')  # by gram, then story (pairs come story-sorted)
             d_sorted = d[order]
             # rank of each pair among the chunk's pairs with the same gram
@@ -289,16 +291,6 @@ def read_train_stories(data_dir, enc, eot, limit=0, split='train'):
         toks = toks[:limit]
     texts = enc.decode_batch([t.tolist() for t in toks])
     return toks, texts
-
-
-def read_source_stories(path):
-    """Stories from --source, read by the shared story reader (prepare.py's formats)."""
-    try:
-        from tokenizer import iter_stories  # where a shared reader would live (ground floor)
-    except ImportError:
-        raise SystemExit("error: --source needs a shared story reader (a ground-floor "
-                         "iter_stories); use --data_dir=<prepared dataset> instead")
-    return list(iter_stories(path))
 
 
 def complete(model, enc, eot, stories, picks, journal, key):
@@ -442,18 +434,14 @@ def main():
     os.makedirs(report_dir, exist_ok=True)
 
     # 1. the training stories, and the ones to cut and complete
-    if source:
-        texts = read_source_stories(source)[:max_train_stories or None]
-        toks = [np.array(enc.encode_ordinary(t)) for t in texts]
-        val_texts = []
-    else:
-        data_dir = data_dir or ckpt.get('config', {}).get('data_dir', '')
-        if not data_dir:
-            raise SystemExit("error: the checkpoint names no data_dir: pass --data_dir= or --source=")
-        toks, texts = read_train_stories(data_dir, enc, eot, max_train_stories)
-        val_texts = []
-        if os.path.isfile(os.path.join(data_dir, 'val.bin')):
-            val_texts = read_train_stories(data_dir, enc, eot, 0, 'val')[1]
+    # (the stories exactly as the model saw them: prepare.py's cleaned text, decoded from train.bin)
+    data_dir = data_dir or ckpt.get('config', {}).get('data_dir', '')
+    if not data_dir:
+        raise SystemExit("error: the checkpoint names no data_dir: pass --data_dir=<prepared dataset>")
+    toks, texts = read_train_stories(data_dir, enc, eot, max_train_stories)
+    val_texts = []
+    if os.path.isfile(os.path.join(data_dir, 'val.bin')):
+        val_texts = read_train_stories(data_dir, enc, eot, 0, 'val')[1]
     long_enough = [i for i, t in enumerate(toks) if len(t) >= 10]
     if not long_enough:
         raise SystemExit("error: no training story has 10 tokens or more")
