@@ -199,7 +199,8 @@ def attention_figure(att, labels, token_strs, layer):
     H, T, _ = att.shape
     cols = min(H, 4)
     rows = (H + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4.3 * rows), squeeze=False,
+                             layout='constrained')
     for h in range(rows * cols):
         ax = axes[h // cols][h % cols]
         ax.axis('off')
@@ -212,7 +213,6 @@ def attention_figure(att, labels, token_strs, layer):
             ax.axis('on')
             ax.set_xticks(range(T), token_strs, rotation=90, fontsize=5)
             ax.set_yticks(range(T), token_strs, fontsize=5)
-    fig.tight_layout()
     data = png_of(fig)
     plt.close(fig)
     return data
@@ -222,7 +222,7 @@ def token_span(text, act, peak):
     """A token as an escaped HTML span, shaded by the neuron's activation (peak = darkest)."""
     alpha = 0.0 if peak <= 0 else max(0.0, min(1.0, float(act) / peak))
     return (f'<span class="tok" style="background:rgba(255,80,0,{alpha:.2f})" '
-            f'title="{float(act):.2f}">{html.escape(text)}</span>')
+            f'title="{float(act):.2f}">{html.escape(text.replace(chr(10), "↵"))}</span>')
 
 
 STYLE = """body{font-family:sans-serif;max-width:1300px;margin:auto;padding:0 1em}
