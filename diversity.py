@@ -141,7 +141,9 @@ class KGramIndex:
             pairs.append((g[keep], (s[keep] + first_story).astype(np.int32)))
             first_story += len(c_starts) - 1
         del chunks
-        self.grams = np.unique(np.concatenate([g for g, _ in pairs])) if pairs else np.zeros(0, np.int64)
+        # every distinct gram, sorted (each chunk's first: far less memory than all pairs at once)
+        uniq = [np.unique(g) for g, _ in pairs]
+        self.grams = np.unique(np.concatenate(uniq)) if uniq else np.zeros(0, np.int64)
         # pass 3: a counting sort of the pairs by gram; stories stay in ascending order per gram
         dense = []
         for i, (g, s) in enumerate(pairs):  # gram values -> their rank (int32), freeing the int64s
