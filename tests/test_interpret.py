@@ -212,3 +212,13 @@ def test_report_renders_in_chromium(report, tmp_path):
     r = subprocess.run([browser, *flags, f'--screenshot={shot}', '--window-size=1200,2000', url],
                        capture_output=True, text=True, timeout=90)
     assert r.returncode == 0 and shot.stat().st_size > 10_000, r.stderr[-2000:]
+
+
+def test_bad_input_is_one_line_error(tmp_path):
+    out = str(tmp_path / 'run')
+    write_tiny_checkpoint(out, n_layer=2)
+    for arg, msg in (('--layers=0,5', 'error: --layers=0,5'),
+                     (f'--story=FILE:{tmp_path}/missing.txt', 'error: cannot read --story file')):
+        r = subprocess.run([sys.executable, os.path.join(ROOT, 'interpret.py'), f'--out_dir={out}', arg],
+                           capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert r.returncode != 0 and msg in r.stderr and 'Traceback' not in r.stderr, r.stderr
