@@ -62,6 +62,76 @@ def bench_matmul_peak():
              unit='GFLOP/s', n=1024, cpu_capability=torch.backends.cpu.get_cpu_capability())
 
 
+# the fixed shape the issue's training figures use (nanoGPT-ish, small enough for a CPU)
+BENCH_SHAPE = dict(n_layer=4, n_head=4, n_embd=128, block_size=256, vocab_size=4096)
+
+
+def _train_step_tokens_per_s(dtype, use_compile, batch_size=32, steps=6, **shape):
+    """Tokens/s of the whole training step train.py runs: forward, backward, AdamW."""
+    from contextlib import nullcontext
+    from model import GPT, GPTConfig
+    torch.manual_seed(0)
+    cfg = GPTConfig(**{**BENCH_SHAPE, **shape})
+    model = GPT(cfg)
+    opt = model.configure_optimizer(0.1, 5e-4, (0.9, 0.95), 'cpu')
+    fwd = torch.compile(model) if use_compile else model
+    autocast = torch.autocast('cpu', dtype=torch.bfloat16) if dtype == 'bfloat16' else nullcontext()
+    x = torch.randint(0, cfg.vocab_size, (batch_size, cfg.block_size))
+    y = torch.randint(0, cfg.vocab_size, (batch_size, cfg.block_size))
+
+    def step():
+        with autocast:
+            _, loss = fwd(x, y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    seconds = timeit(step, min_seconds=0, warmup=3 if use_compile else 1) if steps == 1 else \
+        sorted(timeit(step, min_seconds=0, warmup=0) for _ in range(steps))[steps // 2]
+    return batch_size * cfg.block_size / seconds, model.flops_per_token()
+
+
+@case('train_step')
+def bench_train_step():
+    """Training tokens/s and MFU at the fixed shape: fp32 eager (the plain baseline) against
+    bf16 autocast and torch.compile, in the same run. MFU is against the measured peak of the
+    dtype used."""
+    peaks = {d: measure_peak_flops(getattr(torch, d), seconds=1.0) for d in ('float32', 'bfloat16')}
+    base = None
+    for dtype, use_compile in (('float32', False), ('bfloat16', False), ('float32', True), ('bfloat16', True)):
+        t0 = time.perf_counter()
+        tps, fpt = _train_step_tokens_per_s(dtype, use_compile)
+        base = base or tps
+        emit(case=f'train_step_{dtype}{"_compiled" if use_compile else "_eager"}', value=round(tps),
+             unit='tokens/s', mfu=round(tps * fpt / peaks[dtype], 3), vs_fp32_eager=round(tps / base, 2),
+             peak_gflops=round(peaks[dtype] / 1e9), shape=BENCH_SHAPE, batch_size=32,
+             seconds=round(time.perf_counter() - t0, 1))
+
+
+@case('sample')
+def bench_sample():
+    """Generation tokens/s from a 16-token prompt up to a full 512-token context: the KV cache
+    against recomputing the whole sequence every step, same model, same run."""
+    from model import GPT, GPTConfig
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**{**BENCH_SHAPE, 'block_size': 512})).eval()
+    prompt = list(range(16))
+    new = 512 - 16
+    t0 = time.perf_counter()
+    model.generate([prompt], new, temperature=1.0)
+    cached = new / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    model.generate_no_cache(prompt, new, temperature=1.0)
+    full = new / (time.perf_counter() - t0)
+    emit(case='sample_kv_cache', value=round(cached, 1), unit='tokens/s', prompt=16, context=512)
+    emit(case='sample_no_cache', value=round(full, 1), unit='tokens/s', prompt=16, context=512)
+    emit(case='sample_kv_cache_speedup', value=round(cached / full, 1), unit='x')
+    batch = 16
+    t0 = time.perf_counter()
+    model.generate([prompt] * batch, new, temperature=1.0)
+    emit(case='sample_kv_cache_batch16', value=round(batch * new / (time.perf_counter() - t0), 1),
+         unit='tokens/s', prompt=16, context=512)
+
+
 def _stories(path):
     with open(path, encoding='utf-8') as f:
         return [s.strip() for s in f.read().split('<|endoftext|>') if s.strip()]
@@ -215,7 +285,6 @@ def bench_grade_probes():
     emit(case='grade_probes_items_per_s', value=round(len(items) / batched, 1), unit='items/s',
          items=len(items), batch_size=32, unbatched_items_per_s=round(len(items) / single, 1),
          speedup=round(single / batched, 2))
-
 
 DIVERSITY_STORIES = 1_000_000  # the issue's scale target: 100 completions against 1M stories
 DIVERSITY_DIR = '/tmp/tinystories_bench_1m'  # offline stories, made once (never in the repo)

@@ -53,9 +53,11 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.qkv(x)
         if cache is not None:
             k, v = cache.update(layer, k, v)  # all keys/values so far, this step's included
-        mask = None if masks is None else masks.get(bool(self.window))
+        # (mask, is_causal) for this layer's kind; plain causal needs no mask tensor, which lets
+        # SDPA take its fastest path (flash attention on CUDA)
+        mask, causal = (None, True) if masks is None else masks[bool(self.window)]
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=mask is None,  # is_causal lets SDPA use flash kernels
+            q, k, v, attn_mask=mask, is_causal=causal,
             dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
@@ -179,13 +181,19 @@ class GPT(nn.Module):
         if start + T > self.config.block_size:
             raise ValueError(f"sequence of {start + T} tokens exceeds block_size {self.config.block_size}")
         x = self.drop(self.wte(idx) + self.wpe(pos))
-        masks = None  # None: plain causal attention, SDPA's fastest path
-        if cache is not None:  # queries sit at cache positions start.., keys at 0..start+T-1
-            masks = attention_masks(torch.arange(start, start + T, device=idx.device), start + T,
-                                    key_valid, self.config.window_size)
-        elif self.config.window_size:  # only the local layers need an explicit mask
-            masks = {True: attention_masks(torch.arange(T, device=idx.device), T, None,
-                                           self.config.window_size)[True]}
+        # each layer kind (global False, local True) gets (attn_mask, is_causal)
+        window = self.config.window_size
+        masks = None  # plain causal attention everywhere: training, or a prefill with no padding
+        if cache is not None and key_valid is None and T == 1 and start < (window or start + 1):
+            masks = {False: (None, False), True: (None, False)}  # one new token sees every key
+        elif cache is not None and (key_valid is not None or start > 0 or window):
+            # queries sit at cache positions start.., keys at 0..start+T-1
+            built = attention_masks(torch.arange(start, start + T, device=idx.device), start + T,
+                                    key_valid, window)
+            masks = {kind: (m, False) for kind, m in built.items()}
+        elif window:  # training: only the local layers need an explicit mask
+            local = attention_masks(torch.arange(T, device=idx.device), T, None, window)[True]
+            masks = {False: (None, True), True: (local, False)}
         for i, block in enumerate(self.h):
             x = block(x, masks, cache, i)
         if cache is not None:
@@ -206,7 +214,7 @@ class GPT(nn.Module):
         maps = []
         for block in self.h:
             maps.append(block.attn.probs(block.ln_1(x), masks[bool(block.attn.window)]))
-            x = block(x, masks)
+            x = block(x, {kind: (m, False) for kind, m in masks.items()})
         return maps
 
     @torch.no_grad()
@@ -231,11 +239,12 @@ class GPT(nn.Module):
         for b, p in enumerate(prompts):
             idx[b, T0 - len(p):] = torch.tensor(p, dtype=torch.long)
             key_valid[b, T0 - len(p):] = True
+        padded = min(lens) < T0  # without padding, attention needs no explicit masks
         pad = torch.tensor([T0 - n for n in lens], device=device)
         pos = (torch.arange(T0, device=device)[None, :] - pad[:, None]).clamp(min=0)
         cache = KVCache(self.config, B, T0 + max_new_tokens, device, self.wte.weight.dtype)
         done = [False] * B
-        logits, _ = self(idx, cache=cache, pos=pos, key_valid=key_valid[:, :T0])  # prefill
+        logits, _ = self(idx, cache=cache, pos=pos, key_valid=key_valid[:, :T0] if padded else None)
         for step in range(max_new_tokens):
             nxt = sample_next(logits[:, -1, :], temperature, top_k, top_p, generator)
             out = []
@@ -247,7 +256,7 @@ class GPT(nn.Module):
                 return
             pos = pos[:, -1:] + 1
             logits, _ = self(nxt[:, None], cache=cache, pos=pos,
-                             key_valid=key_valid[:, :cache.len + 1])
+                             key_valid=key_valid[:, :cache.len + 1] if padded else None)
 
     def generate(self, prompts, max_new_tokens, **kwargs):
         """Like generate_stream, but returns each sequence's new tokens (EOT included if hit)."""
