@@ -87,6 +87,11 @@ def configure(namespace, argv=None, verbose=True):
     valid = ', '.join(sorted(keys))
     script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else 'this script'
     for arg in argv:
+        if arg in ('-h', '--help'):
+            print((namespace.get('__doc__') or '').strip() + '\n\nkeys (defaults):')
+            for k in keys:
+                print(f"  --{k}={namespace[k]!r}")
+            raise SystemExit(0)
         if not arg.startswith('--'):
             if not os.path.isfile(arg):
                 _fail(f"config file {arg!r} not found (arguments are config files or --key=value)")
