@@ -3,6 +3,7 @@ Memorisation and diversity, measured as in the TinyStories paper (Eldan & Li 202
 does the model write new stories, or does it copy the ones it was trained on?
 
     python diversity.py --out_dir=out/demo [--data_dir=data/demo] [--k=2]
+    python diversity.py --out_dir=out/demo --source=data/demo_stories   # stories as prepare.py reads them
 
 Take `num_stories` training stories, cut each at 40% of its tokens, let the model complete it,
 and compare every completion, with Rouge-k on words, against
@@ -28,6 +29,7 @@ import numpy as np
 # -----------------------------------------------------------------------------
 out_dir = 'out'          # the run: reads out_dir/ckpt.pt, writes out_dir/diversity/
 data_dir = ''            # training stories from this dataset's train.bin ('' = the checkpoint's)
+source = ''              # or from these files instead: .txt / .jsonl / .json, or a directory of them
 max_train_stories = 0    # use only the first N training stories (0 = all of them)
 num_stories = 100        # stories to cut and complete (the paper: 100)
 cut = 0.4                # prompt = this fraction of the story's tokens (the paper: about 40%)
@@ -302,6 +304,18 @@ def read_train_stories(data_dir, enc, eot, limit=0, split='train'):
     return toks, texts
 
 
+def read_source_stories(source, enc, limit=0):
+    """The stories of local files (stories.py's formats): (token-id arrays, texts)."""
+    import itertools
+    from stories import StoryError, iter_stories
+    try:
+        texts = list(itertools.islice(iter_stories(source), limit or None))
+    except StoryError as e:
+        raise SystemExit(f"error: --source: {e}")
+    toks = [np.array(t, dtype=np.int64) for t in enc.encode_ordinary_batch(texts)]
+    return toks, texts
+
+
 def complete(model, enc, eot, stories, picks, journal, key):
     """Cut each picked story at `cut` of its tokens and let the model write the rest. Finished
     completions are journaled (rewritten atomically per batch), so a killed run resumes."""
@@ -443,14 +457,20 @@ def main():
     os.makedirs(report_dir, exist_ok=True)
 
     # 1. the training stories, and the ones to cut and complete
-    # (the stories exactly as the model saw them: prepare.py's cleaned text, decoded from train.bin)
-    data_dir = data_dir or ckpt.get('config', {}).get('data_dir', '')
-    if not data_dir:
-        raise SystemExit("error: the checkpoint names no data_dir: pass --data_dir=<prepared dataset>")
-    toks, texts = read_train_stories(data_dir, enc, eot, max_train_stories)
     val_texts = []
-    if os.path.isfile(os.path.join(data_dir, 'val.bin')):
-        val_texts = read_train_stories(data_dir, enc, eot, 0, 'val')[1]
+    if source:
+        # the raw files, not prepare.py's cleaned text: for stories the model never saw as a
+        # dataset of its own, or a dataset whose bins are gone; no held-out baseline then
+        toks, texts = read_source_stories(source, enc, max_train_stories)
+    else:
+        # the stories exactly as the model saw them: prepare.py's cleaned text, from train.bin
+        data_dir = data_dir or ckpt.get('config', {}).get('data_dir', '')
+        if not data_dir:
+            raise SystemExit("error: the checkpoint names no data_dir: pass --data_dir=<prepared "
+                             "dataset> or --source=<story files>")
+        toks, texts = read_train_stories(data_dir, enc, eot, max_train_stories)
+        if os.path.isfile(os.path.join(data_dir, 'val.bin')):
+            val_texts = read_train_stories(data_dir, enc, eot, 0, 'val')[1]
     long_enough = [i for i, t in enumerate(toks) if len(t) >= 10]
     if not long_enough:
         raise SystemExit("error: no training story has 10 tokens or more")
@@ -460,6 +480,7 @@ def main():
 
     # 2. the completions (resumable)
     key = f"{ckpt.get('iter_num')}|{seed}|{cut}|{max_new_tokens}|{temperature}|{top_k}|{len(texts)}"
+    key += f"|{source}" if source else ''  # other stories: other completions
     recs = complete(model, enc, eot, toks, picks, os.path.join(report_dir, 'completions.jsonl'), key)
 
     # 3. the index of the training set, then the closest training story of each completion

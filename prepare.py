@@ -8,7 +8,7 @@ Turn story text into the token bins that train.py memory-maps.
 
 Sources: `tinystories` (V2, GPT-4 stories), `tinystories-v1`, `tinystories-instruct` (hub
 downloads, cached in cache_dir), or a local .txt (stories between `<|endoftext|>` lines),
-.jsonl/.json (records with a `story` field), or a directory of those.
+.jsonl/.json (records with a `story` field), or a directory of those (stories.py reads them).
 
 The work, in order, each step resumable (its output is written atomically under
 data_dir/.prepare/, and a rerun after kill -9 skips the steps already done):
@@ -25,7 +25,6 @@ import os
 import random
 import shutil
 import sys
-import tarfile
 import time
 
 import numpy as np
@@ -33,6 +32,7 @@ import regex
 import requests
 from tqdm import tqdm
 
+import stories
 import tokenizer as T
 
 # -----------------------------------------------------------------------------
@@ -56,8 +56,6 @@ HUB = {'tinystories': ('TinyStoriesV2-GPT4-train.txt', 'TinyStoriesV2-GPT4-valid
        'tinystories-v1': ('TinyStories-train.txt', 'TinyStories-valid.txt'),
        'tinystories-instruct': ('TinyStories_all_data.tar.gz', None)}
 SEP = T.EOT
-SEP_BYTES = SEP.encode()
-EXTENSIONS = ('.txt', '.jsonl', '.json', '.tar.gz')
 
 
 class PrepareError(Exception):
@@ -141,26 +139,7 @@ def download(url, path, sha256=None, retries=5, backoff=1.0):
 
 
 # -----------------------------------------------------------------------------
-# reading: every source becomes a stream of blocks (whole stories or records)
-
-def list_files(path):
-    if os.path.isdir(path):
-        found = []
-        for root, dirs, files in os.walk(path):
-            dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
-            found += [os.path.join(root, f) for f in sorted(files)
-                      if not f.startswith('.') and f.endswith(EXTENSIONS)]
-        if not found:
-            fail(f"{path} holds no .txt, .jsonl or .json files")
-        return found
-    if not os.path.exists(path):
-        fail(f"source {path!r} not found (a path, or one of: {', '.join(HUB)})")
-    if not path.endswith(EXTENSIONS):
-        fail(f"{path}: unknown file type (use .txt, .jsonl, .json)")
-    if os.path.getsize(path) == 0:
-        fail(f"{path} is empty")
-    return [path]
-
+# reading (the formats themselves are stories.py's)
 
 def resolve(src):
     """A source name or path -> (train files, val files or None)."""
@@ -168,61 +147,9 @@ def resolve(src):
         train_name, val_name = HUB[src]
         get = lambda name: download(f"{hub_url.rstrip('/')}/{name}", os.path.join(cache_dir, name))
         return [get(train_name)], ([get(val_name)] if val_name else None)
-    return list_files(src), None
-
-
-def read_blocks(path, block_bytes):
-    """Yield (kind, payload, path, byte offset): kind 'txt' (bytes of whole stories),
-    'jsonl' (bytes of whole lines) or 'records' (a list of dicts)."""
-    if path.endswith('.tar.gz'):
-        with tarfile.open(path, 'r|gz') as tar:
-            for member in tar:
-                if member.isfile() and member.name.endswith('.json'):
-                    yield from json_blocks(tar.extractfile(member).read(), f"{path}:{member.name}")
-        return
-    with open(path, 'rb') as f:
-        if path.endswith('.json'):
-            yield from json_blocks(f.read(), path)
-            return
-        kind = 'txt' if path.endswith('.txt') else 'jsonl'
-        sep = SEP_BYTES if kind == 'txt' else b'\n'
-        carry, offset, seen_sep = b'', 0, False
-        while True:
-            data = f.read(block_bytes)
-            buf = carry + data
-            cut = len(buf) if not data else buf.rfind(sep)
-            if cut > 0:
-                seen_sep = seen_sep or sep in buf[:cut + len(sep)]
-                end = cut if not data else cut + len(sep)
-                yield kind, buf[:end], path, offset
-                offset += end
-                carry = buf[end:]
-            else:
-                carry = buf
-            if not data:
-                break
-        if kind == 'txt' and offset and not seen_sep:
-            fail(f"{path}: no {SEP} separator: stories must be separated by {SEP} lines")
-
-
-def json_blocks(data, name, per_block=5000):
-    try:
-        records = json.loads(decode(data, name, 0))
-    except ValueError as e:
-        fail(f"{name}: not valid JSON ({e})")
-    if isinstance(records, dict):
-        records = [records]
-    if not isinstance(records, list):
-        fail(f"{name}: expected a JSON list of records with a 'story' field")
-    for i in range(0, len(records), per_block):
-        yield 'records', records[i:i + per_block], name, i
-
-
-def decode(data, name, offset):
-    try:
-        return data.decode('utf-8')
-    except UnicodeDecodeError as e:
-        fail(f"{name}: not UTF-8 at byte offset {offset + e.start} ({data[e.start:e.start + 4]!r})")
+    if not os.path.exists(src):
+        fail(f"source {src!r} not found (a path, or one of: {', '.join(HUB)})")
+    return stories.list_files(src), None
 
 
 # -----------------------------------------------------------------------------
@@ -297,24 +224,8 @@ def render_instruct(story, rec, rng, stats):
 
 def clean_block(job):
     """Worker: one block -> ([(digest, val draw, text, words)], stats)."""
-    kind, payload, name, offset = job
+    items = stories.parse_block(job)
     stats = collections.Counter({'stories in': 0, 'bytes in': 0})
-    if kind == 'txt':
-        items = [(s.strip(), None) for s in decode(payload, name, offset).split(SEP)]
-        if items and not items[-1][0]:
-            items.pop()  # nothing after the last separator
-    elif kind == 'jsonl':
-        items, pos = [], offset
-        for line in payload.split(b'\n'):
-            if line.strip():
-                try:
-                    rec = json.loads(decode(line, name, pos))
-                except ValueError as e:
-                    fail(f"{name}: bad JSON line at byte offset {pos} ({e})")
-                items.append(record_story(rec, name, pos))
-            pos += len(line) + 1
-    else:
-        items = [record_story(rec, name, offset + i) for i, rec in enumerate(payload)]
     out = []
     for story, rec in items:
         stats['stories in'] += 1
@@ -330,12 +241,6 @@ def clean_block(job):
             text = render_instruct(text, rec, rng, stats)
         out.append((digest, draw, text, words))
     return out, stats
-
-
-def record_story(rec, name, where):
-    if not isinstance(rec, dict) or not isinstance(rec.get('story'), str):
-        fail(f"{name}: record at {where} has no 'story' text field")
-    return rec['story'], rec
 
 
 def block_bytes():
@@ -366,9 +271,9 @@ def init_encoder(ranks, pat_str, name):
 
 def encode_block(job):
     data, dtype = job
-    stories = [s.strip('\n') for s in data.decode('utf-8').split(SEP)]  # cleaned: no edge spaces
-    stories = [s for s in stories if s]
-    return _encoder.encode_stories(stories, dtype=dtype), len(data)
+    texts = [s.strip('\n') for s in data.decode('utf-8').split(SEP)]  # cleaned: no edge spaces
+    texts = [s for s in texts if s]
+    return _encoder.encode_stories(texts, dtype=dtype), len(data)
 
 
 # -----------------------------------------------------------------------------
@@ -388,7 +293,7 @@ def main():
         fail(f"--val_fraction={val_fraction} must be in [0, 1)")
     train_files, val_files = resolve(source)
     if val_source:
-        val_files = list_files(val_source)
+        val_files = stories.list_files(val_source)
     spec = {'tokenizer': tokenizer, 'vocab_size': vocab_size if tokenizer == 'bpe' else 50257,
             'pat_str': T.PAT_STR if tokenizer == 'bpe' else T.GPT2_PAT_STR}
     options = dict(spec, format=format, ascii_only=ascii_only, seed=seed,
@@ -483,7 +388,7 @@ def clean_all(train_files, val_files, work, nproc):
     totals = {s: collections.Counter() for s in ('train', 'val')}
     passes = [('val', val_files), ('train', train_files)] if val_files else [(None, train_files)]
     for fixed, files in passes:
-        jobs = (b for p in files for b in read_blocks(p, block_bytes()))
+        jobs = (b for p in files for b in stories.read_blocks(p, block_bytes()))
         size = sum(os.path.getsize(p) for p in files)
         with tqdm(total=size, unit='B', unit_scale=True, desc=f"clean {fixed or 'train+val'}") as bar:
             for out, stats in parallel(clean_block, jobs, nproc):
@@ -541,7 +446,7 @@ def encode_split(txt_path, bin_path, ranks, spec, dtype, nproc):
     eot = len(ranks)
 
     def jobs():
-        for kind, data, _, _ in read_blocks(txt_path, block_bytes()):
+        for kind, data, _, _ in stories.read_blocks(txt_path, block_bytes()):
             yield data, dtype
     name = 'gpt2' if spec['tokenizer'] == 'gpt2' else 'tinystories'
     with open(tmp, 'wb') as f, tqdm(total=os.path.getsize(txt_path), unit='B', unit_scale=True,
@@ -556,5 +461,5 @@ def encode_split(txt_path, bin_path, ranks, spec, dtype, nproc):
 if __name__ == '__main__':
     try:
         main()
-    except PrepareError as e:
+    except (PrepareError, stories.StoryError) as e:
         raise SystemExit(f"error: {e}")

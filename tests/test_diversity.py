@@ -172,3 +172,33 @@ def test_closest_html_escapes_and_marks(tmp_path):
     assert '&amp; slept' in page
     assert '<mark>ran</mark> <mark>home</mark>' in page  # "ran home" is shared
     assert '<mark>the</mark> <mark>dog</mark>' in page
+
+
+def test_stage_source_txt_and_jsonl(tmp_path):
+    """--source: the training stories come from files (as prepare.py reads them), not train.bin."""
+    rng = random.Random(1)
+    stories = [f"Once upon a time, {rng.choice(['Lily', 'Tom', 'Mia'])} saw a "
+               f"{rng.choice(['frog', 'star', 'cake'])}. It was {i} days old. The end." for i in range(30)]
+    (tmp_path / 'train.txt').write_text(''.join(s + '\n<|endoftext|>\n' for s in stories), encoding='utf-8')
+    d = tmp_path / 'shards'
+    (d / '.state').mkdir(parents=True)  # generate_data.py's state: skipped
+    (d / '.state' / 'batch.jsonl').write_text('{"story": "not a training story"}\n')
+    (d / 'stories-00000.jsonl').write_text(
+        ''.join(json.dumps({'id': str(i), 'story': s, 'source': 'offline'}) + '\n' for i, s in enumerate(stories)))
+    out = str(tmp_path / 'run')
+    write_tiny_checkpoint(out, block_size=128)  # it names no data_dir: --source is enough
+    for source in (tmp_path / 'train.txt', d):
+        r = run_stage(f'--out_dir={out}', f'--source={source}', '--num_stories=4', '--max_new_tokens=20',
+                      '--overlap_ks=2', '--max_train_stories=25')
+        assert r.returncode == 0, r.stderr
+        with open(os.path.join(out, 'diversity', 'summary.json')) as f:
+            summary = json.load(f)
+        assert summary['train_stories'] == 25 and summary['completions'] == 4
+        assert summary['val_overlap']['2'] == {'n': 0}  # no held-out baseline from files
+        with open(os.path.join(out, 'diversity', 'completions.jsonl')) as f:
+            recs = [json.loads(line) for line in f]
+        assert len(recs) == 4
+        for rec in recs:
+            assert rec['story'] < 25 and rec['prompt'] + rec['ending'] == stories[rec['story']]
+    r = run_stage(f'--out_dir={out}', f'--source={tmp_path / "nope.jsonl"}')
+    assert r.returncode != 0 and r.stderr.strip().splitlines()[-1].startswith('error: --source:')

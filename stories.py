@@ -1,0 +1,148 @@
+"""
+Reading stories from local files: the one place that knows the source formats.
+
+    for text in iter_stories('data/demo_stories'):   # a file or a directory
+        ...
+
+Formats: .txt (stories between `<|endoftext|>` lines, as the hub's TinyStories .txt files),
+.jsonl (one record a line, generate_data.py's `stories-*.jsonl` shards), .json (a list of
+records, the hub's TinyStories_all_data shards), .tar.gz (an archive of such .json files), or a
+directory of those (dot-folders such as generate_data.py's `.state/`, dot-files and other
+extensions are skipped). A record is a dict with a `story` text field.
+
+prepare.py reads in blocks (read_blocks -> parse_block), so that worker processes can parse and
+clean blocks in parallel and the records stay at hand for --format=instruct; a stage that just
+wants the texts uses iter_stories. Bad input is a StoryError with a one-line message naming the
+file (and the byte offset, or the record's index, where that helps).
+"""
+import json
+import os
+import tarfile
+
+from tokenizer import EOT
+
+SEP_BYTES = EOT.encode()
+EXTENSIONS = ('.txt', '.jsonl', '.json', '.tar.gz')
+
+
+class StoryError(ValueError):
+    """Bad input. A plain one-argument exception, so that it pickles back from worker processes."""
+
+
+def fail(msg):
+    raise StoryError(msg)
+
+
+def list_files(path):
+    """A file, or a directory's story files (sorted, walked recursively) -> a list of paths."""
+    if os.path.isdir(path):
+        found = []
+        for root, dirs, files in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
+            found += [os.path.join(root, f) for f in sorted(files)
+                      if not f.startswith('.') and f.endswith(EXTENSIONS)]
+        if not found:
+            fail(f"{path} holds no .txt, .jsonl or .json files")
+        return found
+    if not os.path.exists(path):
+        fail(f"source {path!r} not found")
+    if not path.endswith(EXTENSIONS):
+        fail(f"{path}: unknown file type (use .txt, .jsonl, .json)")
+    if os.path.getsize(path) == 0:
+        fail(f"{path} is empty")
+    return [path]
+
+
+def read_blocks(path, block_bytes=1 << 20):
+    """Yield a file as blocks (kind, payload, name, byte offset) of about block_bytes each,
+    never splitting a story: kind 'txt' (bytes of whole stories, separators included), 'jsonl'
+    (bytes of whole lines) or 'records' (a list of dicts, from .json; offset = the first's index)."""
+    if path.endswith('.tar.gz'):
+        with tarfile.open(path, 'r|gz') as tar:  # streamed: the hub's archive is 2.5 GB unpacked
+            for member in tar:
+                if member.isfile() and member.name.endswith('.json'):
+                    yield from json_blocks(tar.extractfile(member).read(), f"{path}:{member.name}")
+        return
+    with open(path, 'rb') as f:
+        if path.endswith('.json'):
+            yield from json_blocks(f.read(), path)
+            return
+        kind = 'txt' if path.endswith('.txt') else 'jsonl'
+        sep = SEP_BYTES if kind == 'txt' else b'\n'
+        carry, offset, seen_sep = b'', 0, False
+        while True:
+            data = f.read(block_bytes)
+            buf = carry + data
+            cut = len(buf) if not data else buf.rfind(sep)  # at the end of the file: all of it
+            if cut > 0:
+                seen_sep = seen_sep or sep in buf[:cut + len(sep)]
+                end = cut if not data else cut + len(sep)
+                yield kind, buf[:end], path, offset
+                offset += end
+                carry = buf[end:]
+            else:  # no separator yet: a story longer than a block, read on
+                carry = buf
+            if not data:
+                break
+        if kind == 'txt' and offset and not seen_sep:  # likely not a story file at all
+            fail(f"{path}: no {EOT} separator: stories must be separated by {EOT} lines")
+
+
+def json_blocks(data, name, per_block=5000):
+    """A JSON list of records (or one record) -> 'records' blocks of per_block records."""
+    try:
+        records = json.loads(decode(data, name, 0))
+    except ValueError as e:
+        fail(f"{name}: not valid JSON ({e})")
+    if isinstance(records, dict):
+        records = [records]
+    if not isinstance(records, list):
+        fail(f"{name}: expected a JSON list of records with a 'story' field")
+    for i in range(0, len(records), per_block):
+        yield 'records', records[i:i + per_block], name, i
+
+
+def decode(data, name, offset):
+    try:
+        return data.decode('utf-8')
+    except UnicodeDecodeError as e:
+        fail(f"{name}: not UTF-8 at byte offset {offset + e.start} ({data[e.start:e.start + 4]!r})")
+
+
+def parse_block(block):
+    """One block from read_blocks -> [(story text, its record or None for .txt)]. The texts are
+    as found (a .txt story stripped of the newlines around its separators), empty ones included:
+    cleaning is the caller's business."""
+    kind, payload, name, offset = block
+    if kind == 'txt':
+        items = [(s.strip(), None) for s in decode(payload, name, offset).split(EOT)]
+        if items and not items[-1][0]:
+            items.pop()  # nothing after the last separator
+        return items
+    if kind == 'jsonl':
+        items, pos = [], offset
+        for line in payload.split(b'\n'):
+            if line.strip():
+                try:
+                    rec = json.loads(decode(line, name, pos))
+                except ValueError as e:
+                    fail(f"{name}: bad JSON line at byte offset {pos} ({e})")
+                items.append(record_story(rec, name, pos))
+            pos += len(line) + 1
+        return items
+    return [record_story(rec, name, offset + i) for i, rec in enumerate(payload)]
+
+
+def record_story(rec, name, where):
+    if not isinstance(rec, dict) or not isinstance(rec.get('story'), str):
+        fail(f"{name}: record at {where} has no 'story' text field")
+    return rec['story'], rec
+
+
+def iter_stories(path, block_bytes=1 << 20):
+    """Every story text of a file or directory, in file order, stripped; empty ones skipped."""
+    for file in list_files(path):
+        for block in read_blocks(file, block_bytes):
+            for story, _ in parse_block(block):
+                if story.strip():
+                    yield story.strip()
