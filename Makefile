@@ -25,10 +25,14 @@ demo: venv
 	$(PY) train.py config/cpu_tiny.py --data_dir=data/demo --out_dir=out/demo --max_minutes=$(DEMO_MINUTES)
 	$(PY) sample.py --out_dir=out/demo --num_samples=2 --start="Once upon a time"
 	$(PY) grade.py --out_dir=out/demo --probes
+	$(PY) diversity.py --out_dir=out/demo --num_stories=40 --max_new_tokens=150
+	$(PY) interpret.py --out_dir=out/demo --num_stories=100
+	@echo "reports: out/demo/grade/probes.json, out/demo/diversity/, out/demo/interpret/report.html"
 
 # The report test renders HTML in Debian's chromium; without root it skips with a message.
 test: venv
-	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "note: could not install chromium; the report rendering test will skip"
 	$(PY) -m pytest -q tests
 
