@@ -5,15 +5,11 @@
 n_embd = 256
 n_layer = 8
 n_head = 16
-block_size = 512
 window_size = 256
-dropout = 0.0
+# optimiser: train.py's defaults, the paper's (AdamW, lr 5e-4, weight decay 0.1,
+# betas 0.9/0.95, context 512)
 out_dir = 'out/ts_8m'
 
-learning_rate = 5e-4
-min_lr = 5e-5
-weight_decay = 0.1
-beta1, beta2 = 0.9, 0.95
 warmup_iters = 500
 max_iters = 30000
 batch_size = 64          # x 512 tokens x grad_accum = 65k tokens per step
