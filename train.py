@@ -331,6 +331,28 @@ if master:
         os.replace(log_path + '.tmp', log_path)
 
 
+def plot_log(log_path, png_path):
+    """The training curve from log.jsonl: people would rather look at it than read it."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    with open(log_path) as f:
+        records = [json.loads(l) for l in f if l.strip()]
+    fig, ax = plt.subplots(figsize=(7, 4), constrained_layout=True)
+    train_ = [(r['iter'], r['loss']) for r in records if 'loss' in r]
+    val = [(r['iter'], r['val_loss']) for r in records if 'val_loss' in r]
+    if train_:
+        ax.plot(*zip(*train_), lw=0.8, alpha=0.7, label='train loss (batch)')
+    if val:
+        ax.plot(*zip(*val), 'o-', label='val loss')
+    ax.set(xlabel='iteration', ylabel='cross-entropy (nats/token)', title=out_dir)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.savefig(png_path + '.tmp.png', dpi=100)
+    plt.close(fig)
+    os.replace(png_path + '.tmp.png', png_path)
+
+
 def get_lr(it):
     if it < warmup_iters:
         return learning_rate * (it + 1) / warmup_iters
@@ -405,6 +427,9 @@ while iter_num < plan['max_iters']:
                   'tokens_per_s': round(tokens_per_s), 'mfu': round(mfu, 4)}
         log(record)
         bar.set_postfix(loss=f'{loss_value:.3f}', tok_s=f'{tokens_per_s:,.0f}', mfu=f'{mfu:.0%}')
+        if not progress:  # without the bar, a line per interval
+            say(f"iter {iter_num}: loss {loss_value:.4f}, lr {lr:.2e}, {dt * 1000:.0f} ms, "
+                f"{tokens_per_s:,.0f} tokens/s, MFU {mfu:.1%}")
 
     if iter_num % eval_interval == 0 and iter_num < plan['max_iters']:
         t0 = time.time()
@@ -426,5 +451,6 @@ if master:
     say(f"done: {iter_num} iterations in {plan['elapsed_s'] / 60:.1f} min; val loss {loss:.4f} "
         f"nats/token, {bpb:.4f} bits/byte over the whole val split")
     log({'iter': iter_num, 'val_loss': round(loss, 5), 'val_bpb': round(bpb, 5), 'final': True})
+    plot_log(os.path.join(out_dir, 'log.jsonl'), os.path.join(out_dir, 'loss.png'))
 if ddp:
     destroy_process_group()
