@@ -19,12 +19,15 @@ Rouge-k (the paper's definition, on sets of word k-grams G_k):
     F-measure r_f(A, B) = 2 r_p(A, B) r_p(B, A) / (r_p(A, B) + r_p(B, A))
 """
 import html
+import io
 import json
 import os
 import re
 import time
 
 import numpy as np
+
+from atomic_write import atomic_write
 
 # -----------------------------------------------------------------------------
 out_dir = 'out'          # the run: reads out_dir/ckpt.pt, writes out_dir/diversity/
@@ -333,7 +336,7 @@ def complete(model, enc, eot, stories, picks, journal, key):
                     done[rec['story']] = rec
     block = model.config.block_size
     todo = [i for i in picks if i not in done]
-    gen = torch.Generator(device=device).manual_seed(seed)
+    gen = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     bar = tqdm(total=len(picks), initial=len(picks) - len(todo), desc='completions', unit=' stories')
     for b in range(0, len(todo), batch_size):
         batch = todo[b:b + batch_size]
@@ -354,11 +357,6 @@ def complete(model, enc, eot, stories, picks, journal, key):
         bar.update(len(batch))
     bar.close()
     return [done[i] for i in picks]
-
-
-def atomic_write(path, data):
-    from tokenizer import atomic_write as write
-    write(path, data)
 
 
 def histogram(ax, values, title, xlabel):
@@ -386,10 +384,10 @@ def plot(path, panels, suptitle):
             histogram(ax, values, title, xlabel)
     fig.suptitle(suptitle)
     fig.tight_layout()
-    tmp = path + '.tmp.png'
-    fig.savefig(tmp, dpi=100)
+    buf = io.BytesIO()
+    fig.savefig(buf, format='png', dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
+    atomic_write(path, buf.getvalue())
 
 
 def highlight(text, shared, k):
@@ -443,15 +441,13 @@ def main():
     config = configure(globals())
     global data_dir
     import torch
-    from model import load_checkpoint
-    from tokenizer import encoding_from_record
+    from model import load_run
     if not 0 < cut < 1:
         raise SystemExit(f"error: --cut={cut} must be between 0 and 1")
     if k < 1 or any(kk < 1 for kk in overlap_ks):
         raise SystemExit("error: --k and --overlap_ks must be positive")
     torch.manual_seed(seed)
-    model, ckpt = load_checkpoint(out_dir, device)
-    enc = encoding_from_record(ckpt['tokenizer'])
+    model, enc, ckpt = load_run(out_dir, device)
     eot = ckpt['tokenizer']['eot_token']
     report_dir = os.path.join(out_dir, 'diversity')
     os.makedirs(report_dir, exist_ok=True)

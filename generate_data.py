@@ -25,6 +25,7 @@ import re
 import sys
 import time
 
+from atomic_write import atomic_write
 from configurator import configure
 from data_words import ADJECTIVES, HOLDABLE_NOUNS, NOUNS, VERBS
 
@@ -451,15 +452,6 @@ class ShardWriter:
             self.f = None
 
 
-def write_atomic(path, text):
-    tmp = f'{path}.{os.getpid()}.tmp'
-    with open(tmp, 'w', encoding='utf-8') as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 # ----------------------------------------------------------------------------- the run
 def run_offline(writer, wanted):
     from tqdm import tqdm
@@ -491,7 +483,7 @@ def main():
     finally:
         writer.close()
     report['stories_in_dir'] = len(writer.done)
-    write_atomic(os.path.join(stories_dir, '.state', 'report.json'), json.dumps(report, indent=2) + '\n')
+    atomic_write(os.path.join(stories_dir, '.state', 'report.json'), json.dumps(report, indent=2) + '\n')
     print('generate_data: ' + ', '.join(f'{k}={v}' for k, v in report.items()))
 
 

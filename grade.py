@@ -24,7 +24,9 @@ import statistics
 
 import torch
 
+from atomic_write import atomic_write
 from configurator import configure
+from model import load_run
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -85,28 +87,6 @@ def read_jsonl(path, what):
     if not records:
         raise SystemExit(f"error: {what} file {path} is empty")
     return records
-
-
-def write_atomic(path, text):
-    """Write via a temp file in the same directory, then rename: a reader never sees half."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, 'w', encoding='utf-8') as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def load_model(out_dir, device):
-    from model import load_checkpoint
-    from tokenizer import encoding_from_record
-    if device == 'auto':
-        device = 'cuda' if torch.cuda.is_available() else 'cpu'
-    model, ckpt = load_checkpoint(out_dir, device)
-    if 'tokenizer' not in ckpt:
-        raise SystemExit(f"error: {out_dir}/ckpt.pt has no tokenizer record")
-    return model, ckpt, encoding_from_record(ckpt['tokenizer'])
 
 
 def checkpoint_info(out_dir, model, ckpt):
@@ -606,7 +586,7 @@ def trained_on_instruct(ckpt):
 
 
 def main_probes():
-    model, ckpt, enc = load_model(out_dir, device)
+    model, enc, ckpt = load_run(out_dir, device)
     items = load_probes(probes_file)
     report = {'checkpoint': checkpoint_info(out_dir, model, ckpt), 'probes_file': probes_file,
               **run_probes(model, enc, items, probe_norm, batch_size)}
@@ -614,12 +594,12 @@ def main_probes():
     print(probes_table(report))
     if instruct or trained_on_instruct(ckpt):
         report['instruct'] = run_words(model, enc, words_file, words_template, max_new_tokens,
-                                       temperature, seed, batch_size, device)
+                                       temperature, seed, batch_size, next(model.parameters()).device)
         w = report['instruct']
         print(f"instruction following: {w['used']}/{w['words']} required words used "
               f"({w['fraction']:.1%}) in {w['prompts']} stories")
     path = os.path.join(out_dir, 'grade', 'probes.json')
-    write_atomic(path, json.dumps(report, indent=1) + '\n')
+    atomic_write(path, json.dumps(report, indent=1) + '\n')
     print(f"wrote {path}")
 
 
@@ -639,7 +619,7 @@ def main_gpt_eval():
     import llm
     settings = dict(llm.settings_from(globals()), max_rejects=parse_retries, desc='grader')
     llm.make_client({**llm.DEFAULTS, **settings}, asynchronous=False).close()  # no key: stop now
-    model, ckpt, enc = load_model(out_dir, device)
+    model, enc, ckpt = load_run(out_dir, device)
     prompts = load_prompts(prompts_file)
     grade_dir = os.path.join(out_dir, 'grade')
     state_dir = os.path.join(grade_dir, '.state')
@@ -654,7 +634,7 @@ def main_gpt_eval():
                                 **settings)
     records = grade_completions(samples, run_llm, structured)
 
-    write_atomic(os.path.join(grade_dir, 'completions.jsonl'),
+    atomic_write(os.path.join(grade_dir, 'completions.jsonl'),
                  ''.join(json.dumps({k: v for k, v in r.items() if k not in ('batch', 'key')})
                          + '\n' for r in records))
     summary = {'checkpoint': info,
@@ -662,8 +642,8 @@ def main_gpt_eval():
                'num_prompts': len(prompts), 'num_samples': num_samples,
                'temperature': temperature, 'max_new_tokens': max_new_tokens, 'seed': seed,
                **summarise(records)}
-    write_atomic(os.path.join(grade_dir, 'summary.json'), json.dumps(summary, indent=1) + '\n')
-    write_atomic(os.path.join(grade_dir, 'summary.md'), summary_markdown(summary))
+    atomic_write(os.path.join(grade_dir, 'summary.json'), json.dumps(summary, indent=1) + '\n')
+    atomic_write(os.path.join(grade_dir, 'summary.md'), summary_markdown(summary))
     print(summary_markdown(summary))
     bad = [r['key'] for r in records if r['error']]
     if bad:

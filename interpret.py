@@ -31,6 +31,8 @@ import os
 import numpy as np
 import torch
 
+from atomic_write import atomic_write
+
 # -----------------------------------------------------------------------------
 out_dir = 'out'            # the run: reads out_dir/ckpt.pt, writes out_dir/interpret/
 story = ''                 # the story for the attention heads: text, or FILE:path ('' = a default)
@@ -264,7 +266,6 @@ def write_report(path, meta, story_text, heads, images, neuron_sections):
              "token its peak.</p>")
     p.extend(neuron_sections)
     p.append("</body></html>")
-    from tokenizer import atomic_write
     atomic_write(path, '\n'.join(p))
 
 
@@ -329,12 +330,10 @@ def sample_sequences(data_dir, eot, block_size, n, rng):
 def main():
     from configurator import configure
     configure(globals())
-    from model import load_checkpoint
-    from tokenizer import atomic_write, encoding_from_record
+    from model import load_run
     torch.manual_seed(seed)
-    model, ckpt = load_checkpoint(out_dir, device)
+    model, enc, ckpt = load_run(out_dir, device)
     cfg = model.config
-    enc = encoding_from_record(ckpt['tokenizer'])
     eot = ckpt['tokenizer']['eot_token']
     layer_ids = list(range(cfg.n_layer)) if -1 in layers else sorted(set(layers))
     if any(not 0 <= l < cfg.n_layer for l in layer_ids):
@@ -353,7 +352,7 @@ def main():
         ids = ids[:cfg.block_size]
     if len(ids) < 3:
         raise SystemExit("error: --story is too short (it needs at least 2 tokens)")
-    idx = torch.tensor([ids], device=device)
+    idx = torch.tensor([ids], device=next(model.parameters()).device)
     maps = [m[0].float().cpu() for m in model.attention_maps(idx)]
     thresholds = (distance_threshold, semantic_threshold, sink_threshold)
     heads = describe_heads(maps, torch.tensor(ids), token_text, thresholds)

@@ -51,6 +51,8 @@ import sys
 import time
 from collections import Counter
 
+from atomic_write import atomic_write
+
 PRICES = {  # USD per 1M (input, output) tokens, list prices; the Batch API charges half
     'gpt-4.1': (2.00, 8.00), 'gpt-4.1-mini': (0.40, 1.60), 'gpt-4.1-nano': (0.10, 0.40),
     'gpt-4o': (2.50, 10.00), 'gpt-4o-mini': (0.15, 0.60), 'gpt-3.5-turbo': (0.50, 1.50),
@@ -144,12 +146,7 @@ class ResponseLog:
 
 
 def write_json_atomic(path, obj):
-    tmp = f'{path}.{os.getpid()}.tmp'
-    with open(tmp, 'w', encoding='utf-8') as f:
-        json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(obj, indent=1))
 
 
 # ----------------------------------------------------------------------------- one job

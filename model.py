@@ -340,3 +340,16 @@ def load_checkpoint(path, device='cpu'):
     model.load_state_dict(ckpt['model'])
     return model.to(device).eval(), ckpt
 
+
+def load_run(out_dir, device='auto'):
+    """(model, encoding, checkpoint dict): what the later stages (sample, grade, diversity,
+    interpret) need from a trained run, the model in eval mode and the tokenizer it was trained
+    with (the checkpoint carries its record). device 'auto': cuda if there is one, else cpu."""
+    from tokenizer import encoding_from_record  # here, so this file needs only torch
+    if device == 'auto':
+        device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    model, ckpt = load_checkpoint(out_dir, device)
+    if 'tokenizer' not in ckpt:
+        raise SystemExit(f"error: {out_dir}/ckpt.pt has no tokenizer record")
+    return model, encoding_from_record(ckpt['tokenizer']), ckpt
+

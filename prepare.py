@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 import stories
 import tokenizer as T
+from atomic_write import atomic_write
 
 # -----------------------------------------------------------------------------
 source = 'tinystories'      # tinystories | tinystories-v1 | tinystories-instruct | a path
@@ -319,13 +320,13 @@ def main():
     if not os.path.exists(stamp_path) or open(stamp_path).read() != stamp:
         shutil.rmtree(work, ignore_errors=True)
         os.makedirs(work)
-        T.atomic_write(stamp_path, stamp)
+        atomic_write(stamp_path, stamp)
 
     # 1. read and clean ---------------------------------------------------------
     clean_path = os.path.join(work, 'clean.json')
     if not os.path.exists(clean_path):
         report = clean_all(train_files, val_files, work, nproc)
-        T.atomic_write(clean_path, json.dumps(report))
+        atomic_write(clean_path, json.dumps(report))
     report = json.load(open(clean_path))
     print_report(report)
     if report['train']['stories'] == 0:
@@ -371,7 +372,7 @@ def main():
             'splits': {s: {'stories': report[s]['stories'], 'tokens': tokens[s],
                            'bytes': report[s]['bytes']} for s in ('train', 'val')},
             'source': source, 'val_source': val_source or None, 'stamp': stamp}
-    T.atomic_write(meta_path, json.dumps(meta, indent=1))
+    atomic_write(meta_path, json.dumps(meta, indent=1))
     shutil.rmtree(work, ignore_errors=True)
     for s in ('train', 'val'):
         n = meta['splits'][s]

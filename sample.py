@@ -15,8 +15,7 @@ import sys
 
 import torch
 
-from model import load_checkpoint
-from tokenizer import encoding_from_record
+from model import load_run
 
 # -----------------------------------------------------------------------------
 out_dir = 'out'
@@ -33,10 +32,7 @@ json = False                # one JSON object per sample on stdout instead of st
 from configurator import configure  # noqa: E402
 configure(globals())
 
-if device == 'auto':
-    device = 'cuda' if torch.cuda.is_available() else 'cpu'
-model, ckpt = load_checkpoint(out_dir, device)
-enc = encoding_from_record(ckpt['tokenizer'])
+model, enc, ckpt = load_run(out_dir, device)
 eot = ckpt['tokenizer']['eot_token']
 if start.startswith('FILE:'):
     try:
@@ -48,7 +44,7 @@ if start.startswith('FILE:'):
         raise SystemExit(f"error: {start[5:]!r} holds no prompts")
 else:
     prompts = [start]
-generator = torch.Generator(device).manual_seed(seed)
+generator = torch.Generator(next(model.parameters()).device).manual_seed(seed)
 options = dict(temperature=temperature, top_k=top_k or None, top_p=top_p, eot_token=eot, generator=generator)
 
 

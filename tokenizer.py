@@ -24,10 +24,11 @@ import heapq
 import itertools
 import json
 import os
-import tempfile
 
 import numpy as np
 import regex
+
+from atomic_write import atomic_write
 
 EOT = '<|endoftext|>'
 # GPT-2's pre-tokenising regex with GPT-4's case-insensitive contractions, and digits one at a
@@ -212,24 +213,6 @@ def read_tiktoken(path):
             return parse_tiktoken(f.read())
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise SystemExit(f"error: cannot read tokenizer {path}: {e}")
-
-
-def atomic_write(path, data):
-    """Write str or bytes to path via a temp file in the same directory, then os.replace."""
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data.encode('utf-8') if isinstance(data, str) else data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 # -----------------------------------------------------------------------------

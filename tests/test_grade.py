@@ -71,10 +71,8 @@ def test_repo_data_files_are_valid():
 
 
 def test_probe_scores_follow_the_models_preferences(unigram_ckpt):
-    from model import load_checkpoint
-    from tokenizer import encoding_from_record
-    model, ckpt = load_checkpoint(unigram_ckpt)
-    enc = encoding_from_record(ckpt['tokenizer'])
+    from model import load_run
+    model, enc, ckpt = load_run(unigram_ckpt, 'cpu')
     items = [
         {'id': 'k1', 'category': 'knowledge', 'prompt': 'The', 'answer': 'aaa',
          'distractors': ['bbb', 'ccc']},                                    # right: a is liked
@@ -310,11 +308,9 @@ def test_gpt_eval_needs_a_key_for_the_real_api(tmp_path):
 
 
 def test_completions_resume_after_a_kill(tmp_path):
-    from model import load_checkpoint
-    from tokenizer import encoding_from_record
+    from model import load_run
     write_tiny_checkpoint(str(tmp_path))
-    model, ckpt = load_checkpoint(str(tmp_path))
-    enc = encoding_from_record(ckpt['tokenizer'])
+    model, enc, ckpt = load_run(str(tmp_path), 'cpu')
     prompts = [{'id': f'p{i}', 'prompt': f'Once upon a time {i}'} for i in range(5)]
     args = (3, 8, 1.0, 7, 4, 'cpu')  # num_samples, max_new_tokens, temperature, seed, batch, device
     full = grade.sample_completions(model, enc, prompts, str(tmp_path / 'a.jsonl'), *args)
