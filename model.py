@@ -317,14 +317,15 @@ def measure_peak_flops(dtype=torch.float32, device='cpu', n=1024, seconds=0.5):
     a = torch.randn(n, n, dtype=dtype, device=device)
     b = torch.randn(n, n, dtype=dtype, device=device)
     sync = torch.cuda.synchronize if str(device).startswith('cuda') else (lambda: None)
-    a @ b
-    sync()
-    calls, start = 0, time.perf_counter()
-    while calls < 3 or time.perf_counter() - start < seconds:
-        a @ b
-        calls += 1
-    sync()
-    return 2 * n ** 3 * calls / (time.perf_counter() - start)
+    best = 0.0
+    for _ in range(4):  # the best of a few windows: the first runs pay for warming up threads
+        calls, start = 0, time.perf_counter()
+        while calls < 2 or time.perf_counter() - start < seconds / 4:
+            a @ b
+            calls += 1
+        sync()
+        best = max(best, 2 * n ** 3 * calls / (time.perf_counter() - start))
+    return best
 
 
 def load_checkpoint(path, device='cpu'):
