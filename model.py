@@ -278,17 +278,90 @@ class GPT(nn.Module):
             idx = torch.cat([idx, nxt[:, None]], dim=1)
         return idx[0, len(prompt):].tolist()
 
-    def configure_optimizer(self, weight_decay, learning_rate, betas, device_type):
+    def configure_optimizer(self, weight_decay, learning_rate, betas, device_type, muon_lr=0.0):
         """AdamW, decaying the matrices (weights and embeddings) but not biases or LayerNorm
-        gains; torch's fused kernel where it has one."""
-        decay = [p for p in self.parameters() if p.requires_grad and p.dim() >= 2]
-        no_decay = [p for p in self.parameters() if p.requires_grad and p.dim() < 2]
-        groups = [{'params': decay, 'weight_decay': weight_decay},
-                  {'params': no_decay, 'weight_decay': 0.0}]
+        gains; torch's fused kernel where it has one. With muon_lr > 0, the blocks' matrices
+        go to Muon instead, and AdamW keeps the embeddings, biases and gains. Every group
+        remembers its initial_lr, which the training loop's schedule scales."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        hidden = {id(p) for p in self.h.parameters() if p.dim() == 2} if muon_lr else set()
+        decay = [p for p in params if p.dim() >= 2 and id(p) not in hidden]
+        no_decay = [p for p in params if p.dim() < 2]
+        groups = [{'params': decay, 'weight_decay': weight_decay, 'initial_lr': learning_rate},
+                  {'params': no_decay, 'weight_decay': 0.0, 'initial_lr': learning_rate}]
         try:
-            return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=True)
+            adamw = torch.optim.AdamW(groups, lr=learning_rate, betas=betas, fused=True)
         except (RuntimeError, TypeError):  # no fused AdamW for this device / torch version
-            return torch.optim.AdamW(groups, lr=learning_rate, betas=betas)
+            adamw = torch.optim.AdamW(groups, lr=learning_rate, betas=betas)
+        if not muon_lr:
+            return adamw
+        muon = Muon([{'params': [p for p in params if id(p) in hidden], 'initial_lr': muon_lr}],
+                    lr=muon_lr, weight_decay=weight_decay)
+        return Optimizers(muon, adamw)
+
+
+def orthogonalize(G, steps=5):
+    """Approximately U V^T for G = U S V^T: every direction of the update gets the same size.
+    A Newton-Schulz iteration, with a quintic tuned to push singular values near 1 fast
+    (Jordan et al. 2024, "Muon"); a few matmuls, no SVD."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    X = G / (G.norm() + 1e-7)  # singular values now at most 1
+    tall = X.size(0) > X.size(1)
+    if tall:  # iterate on the smaller Gram matrix
+        X = X.T
+    for _ in range(steps):
+        A = X @ X.T
+        X = a * X + (b * A + c * A @ A) @ X
+    return X.T if tall else X
+
+
+class Muon(torch.optim.Optimizer):
+    """Nesterov momentum whose update is orthogonalized: for the hidden layers' matrices. At
+    small scale it learns more per step than AdamW (the nanoGPT speedruns' finding)."""
+
+    def __init__(self, params, lr=0.02, momentum=0.95, weight_decay=0.0):
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            for p in group['params']:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if 'momentum_buffer' not in state:
+                    state['momentum_buffer'] = torch.zeros_like(p)
+                buf = state['momentum_buffer'].mul_(group['momentum']).add_(p.grad)
+                update = orthogonalize(p.grad.add(buf, alpha=group['momentum']))
+                update *= max(1.0, p.size(0) / p.size(1)) ** 0.5  # tall matrices: same RMS step
+                p.mul_(1 - group['lr'] * group['weight_decay'])
+                p.add_(update.to(p.dtype), alpha=-group['lr'])
+
+
+class Optimizers:
+    """Several optimizers stepped as one (Muon for the hidden matrices, AdamW for the rest)."""
+
+    def __init__(self, *optimizers):
+        self.optimizers = optimizers
+
+    @property
+    def param_groups(self):
+        return [g for o in self.optimizers for g in o.param_groups]
+
+    def step(self):
+        for o in self.optimizers:
+            o.step()
+
+    def zero_grad(self, set_to_none=True):
+        for o in self.optimizers:
+            o.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self):
+        return {'optimizers': [o.state_dict() for o in self.optimizers]}
+
+    def load_state_dict(self, state):
+        for o, s in zip(self.optimizers, state['optimizers']):
+            o.load_state_dict(s)
 
 
 def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None):

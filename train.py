@@ -51,6 +51,7 @@ weight_decay = 0.1
 beta1 = 0.9
 beta2 = 0.95
 grad_clip = 1.0            # 0: off
+muon_lr = 0.0              # >0: Muon for the blocks' matrices at this lr, AdamW for the rest
 # evaluation and logging
 eval_interval = 500        # iterations between a val estimate + checkpoint
 eval_iters = 20            # val batches per estimate (the final evaluation uses the whole split)
@@ -186,6 +187,8 @@ else:
                                   n_head=n_head, n_embd=n_embd, dropout=dropout, bias=bias,
                                   window_size=window_size))
     iter_num, plan = 0, {'max_iters': max_iters, 'elapsed_s': 0.0}
+if muon_lr and dtype == 'float16':
+    fail("muon_lr with dtype=float16 is not supported (the loss scaler needs one torch optimizer): use bfloat16")
 if n_embd % n_head:
     fail(f"n_embd={n_embd} is not divisible by n_head={n_head}")
 
@@ -215,7 +218,7 @@ check_memory(model_args)
 model = GPT(GPTConfig(**model_args)).to(device)
 if ckpt is not None:
     model.load_state_dict(ckpt['model'])
-optimizer = model.configure_optimizer(weight_decay, learning_rate, (beta1, beta2), device_type)
+optimizer = model.configure_optimizer(weight_decay, learning_rate, (beta1, beta2), device_type, muon_lr)
 if ckpt is not None and not eval_only:
     optimizer.load_state_dict(ckpt['optimizer'])
     torch.set_rng_state(ckpt['rng']['torch'])  # dropout's randomness
@@ -380,8 +383,8 @@ t_last, timed_iters, timed_s, eval_s = time.time(), 0, 0.0, 0.0
 x, y = get_batch('train', iter_num, 0)
 while iter_num < plan['max_iters']:
     lr = get_lr(iter_num)
-    for group in optimizer.param_groups:
-        group['lr'] = lr
+    for group in optimizer.param_groups:  # each group follows the schedule from its own initial lr
+        group['lr'] = group['initial_lr'] * lr / learning_rate
     t0 = time.time()
     for micro in range(grad_accum):
         if ddp:  # synchronise gradients only on the last micro-step

@@ -74,3 +74,31 @@ def test_attention_maps_are_causal_distributions():
     torch.testing.assert_close(maps[1].sum(-1), torch.ones(1, 2, 8))
     assert maps[0].triu(1).abs().sum() == 0
     assert maps[1][0, 0, 7, :6].abs().sum() == 0  # local layer: only the last 2 positions
+
+
+def test_orthogonalize_flattens_singular_values():
+    from model import orthogonalize
+    torch.manual_seed(0)
+    for m, n in ((16, 48), (48, 16)):
+        k = min(m, n)
+        u, v = torch.linalg.qr(torch.randn(m, k))[0], torch.linalg.qr(torch.randn(n, k))[0]
+        g = u @ torch.diag(torch.logspace(-1, 1, k)) @ v.T  # singular values from 0.1 to 10
+        after = torch.linalg.svdvals(orthogonalize(g))
+        assert after.max() < 1.3 and after.max() / after.min() < 4, after  # roughly all 1
+
+
+def test_muon_optimizer_state_round_trip():
+    m = tiny()
+    opt = m.configure_optimizer(0.1, 1e-3, (0.9, 0.95), 'cpu', muon_lr=0.02)
+    n_muon = sum(p.numel() for p in opt.optimizers[0].param_groups[0]['params'])
+    assert n_muon == m.config.n_layer * 12 * m.config.n_embd ** 2  # exactly the blocks' matrices
+    x = torch.randint(0, 61, (2, 8))
+    m(x, x)[1].backward()
+    opt.step()
+    state = opt.state_dict()
+    opt2 = m.configure_optimizer(0.1, 1e-3, (0.9, 0.95), 'cpu', muon_lr=0.02)
+    opt2.load_state_dict(state)
+    assert {g['initial_lr'] for g in opt2.param_groups} == {1e-3, 0.02}
+    a, b = opt.optimizers[0], opt2.optimizers[0]
+    for p in a.param_groups[0]['params']:
+        assert torch.equal(a.state[p]['momentum_buffer'], b.state[p]['momentum_buffer'])
