@@ -21,7 +21,7 @@ $(VENV)/.installed: requirements.txt
 # then the paper's evaluations. About 10 minutes on 2 cores (training takes DEMO_MINUTES).
 demo: venv
 	$(PY) generate_data.py --backend=offline --num_stories=50000 --stories_dir=data/demo_stories
-	$(PY) prepare.py --source=data/demo_stories --data_dir=data/demo
+	$(PY) prepare.py config/cpu_tiny.py --source=data/demo_stories --data_dir=data/demo
 	$(PY) train.py config/cpu_tiny.py --data_dir=data/demo --out_dir=out/demo --max_minutes=$(DEMO_MINUTES)
 	$(PY) sample.py --out_dir=out/demo --num_samples=2 --start="Once upon a time"
 	$(PY) grade.py --out_dir=out/demo --probes
