@@ -15,7 +15,7 @@ dropout = 0.0
 
 batch_size = 12
 grad_accum = 1
-learning_rate = 6e-3       # AdamW: embeddings, biases, LayerNorm gains (tiny models like it high)
+learning_rate = 2e-2       # AdamW: embeddings, biases, LayerNorm gains (tiny models like it high)
 muon_lr = 0.02             # Muon for the blocks' matrices: 0.11 bits/byte better at equal compute
 min_lr = 1e-4
 warmup_iters = 100
