@@ -66,8 +66,10 @@ def bench_matmul_peak():
 BENCH_SHAPE = dict(n_layer=4, n_head=4, n_embd=128, block_size=256, vocab_size=4096)
 
 
-def _train_step_tokens_per_s(dtype, use_compile, batch_size=32, steps=6, **shape):
-    """Tokens/s of the whole training step train.py runs: forward, backward, AdamW."""
+def _train_step(dtype, use_compile, plain_loss=False, batch_size=32, **shape):
+    """One training step of the kind train.py runs (forward, backward, AdamW) at the bench shape,
+    as a function; plus its tokens and FLOPs per token.
+    plain_loss: F.cross_entropy over the whole logits instead of model.LinearCrossEntropy."""
     from contextlib import nullcontext
     from model import GPT, GPTConfig
     torch.manual_seed(0)
@@ -81,30 +83,49 @@ def _train_step_tokens_per_s(dtype, use_compile, batch_size=32, steps=6, **shape
 
     def step():
         with autocast:
-            _, loss = fwd(x, y)
+            if plain_loss:
+                logits, _ = fwd(x)
+                loss = torch.nn.functional.cross_entropy(logits.float().view(-1, cfg.vocab_size), y.view(-1))
+            else:
+                _, loss = fwd(x, y)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-    seconds = timeit(step, min_seconds=0, warmup=3 if use_compile else 1) if steps == 1 else \
-        sorted(timeit(step, min_seconds=0, warmup=0) for _ in range(steps))[steps // 2]
-    return batch_size * cfg.block_size / seconds, model.flops_per_token()
+    return step, x.numel(), model.flops_per_token()
+
+
+def _interleaved_tokens_per_s(steps, rounds=7):
+    """Tokens/s of each (step, tokens) in `steps`: warmed up, then timed in turns, one step of
+    each per round, the median round kept. Taking turns makes the ratios fair on a shared,
+    drifting machine where timing one variant after another would not be."""
+    for step, _ in steps:
+        for _ in range(3):  # the first calls compile, allocate and warm caches
+            step()
+    times = [[] for _ in steps]
+    for _ in range(rounds):
+        for (step, _), t in zip(steps, times):
+            t0 = time.perf_counter()
+            step()
+            t.append(time.perf_counter() - t0)
+    return [n / sorted(t)[len(t) // 2] for (_, n), t in zip(steps, times)]
 
 
 @case('train_step')
 def bench_train_step():
     """Training tokens/s and MFU at the fixed shape: fp32 eager (the plain baseline) against
-    bf16 autocast and torch.compile, in the same run. MFU is against the measured peak of the
-    dtype used."""
+    bf16 autocast and torch.compile, and the chunked loss against F.cross_entropy over the whole
+    logits, measured in turns in the same run. MFU is against the measured peak of the dtype."""
     peaks = {d: measure_peak_flops(getattr(torch, d), seconds=1.0) for d in ('float32', 'bfloat16')}
-    base = None
-    for dtype, use_compile in (('float32', False), ('bfloat16', False), ('float32', True), ('bfloat16', True)):
-        t0 = time.perf_counter()
-        tps, fpt = _train_step_tokens_per_s(dtype, use_compile)
-        base = base or tps
-        emit(case=f'train_step_{dtype}{"_compiled" if use_compile else "_eager"}', value=round(tps),
-             unit='tokens/s', mfu=round(tps * fpt / peaks[dtype], 3), vs_fp32_eager=round(tps / base, 2),
-             peak_gflops=round(peaks[dtype] / 1e9), shape=BENCH_SHAPE, batch_size=32,
-             seconds=round(time.perf_counter() - t0, 1))
+    variants = [('float32', False, False), ('bfloat16', False, False), ('float32', True, False),
+                ('bfloat16', True, False), ('float32', False, True), ('bfloat16', False, True)]
+    built = [_train_step(*v) for v in variants]
+    fpt = built[0][2]
+    rates = _interleaved_tokens_per_s([(step, n) for step, n, _ in built])
+    for (dtype, use_compile, plain), tps in zip(variants, rates):
+        name = f'train_step_{dtype}{"_compiled" if use_compile else "_eager"}{"_plain_loss" if plain else ""}'
+        emit(case=name, value=round(tps), unit='tokens/s', mfu=round(tps * fpt / peaks[dtype], 3),
+             vs_fp32_eager=round(tps / rates[0], 2), peak_gflops=round(peaks[dtype] / 1e9),
+             shape=BENCH_SHAPE, batch_size=32)
 
 
 @case('sample')

@@ -95,6 +95,53 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
+class LinearCrossEntropy(torch.autograd.Function):
+    """cross_entropy(x @ weight.T, targets) for x (N, C), a chunk of rows at a time.
+
+    The plain way materialises the (N, vocab) logits and walks them about five times (logits,
+    log-softmax, a zero-filled gradient, its backward, and under autocast fp32 copies): at 8192
+    tokens and vocab 4096 that is 134 MB each, and on a CPU the walks cost more than the lm_head
+    matmul itself. The gradient of the loss with respect to the logits is softmax - one_hot, known
+    as soon as a chunk's softmax is, so forward computes the gradients while the chunk is hot in
+    cache, and backward only scales them. Rows with target -1 are ignored."""
+
+    @staticmethod
+    def forward(ctx, x, weight, targets, need_grad, chunk_rows=256):
+        device = x.device.type
+        # the matmuls run in the autocast dtype when autocast is on, the softmax always in fp32
+        mm_dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+        w = weight.to(mm_dtype)
+        n = (targets != -1).sum().clamp(min=1)
+        loss = torch.zeros((), device=x.device)
+        grad_x = torch.empty_like(x) if need_grad else None
+        grad_w = torch.zeros(weight.shape, device=x.device) if need_grad else None
+        for i in range(0, x.size(0), chunk_rows):
+            xi, ti = x[i:i + chunk_rows].to(mm_dtype), targets[i:i + chunk_rows]
+            valid = (ti != -1).unsqueeze(1)
+            ti = ti.clamp(min=0).unsqueeze(1)
+            logits = (xi @ w.t()).float()
+            logits -= logits.amax(dim=1, keepdim=True)            # stable: exp of values <= 0
+            picked = logits.gather(1, ti)
+            p = logits.exp_()
+            total = p.sum(dim=1, keepdim=True)
+            loss += ((total.log() - picked) * valid).sum()          # -log softmax[target]
+            if need_grad:
+                p /= total                                          # softmax
+                p.scatter_add_(1, ti, -valid.float())               # minus one-hot
+                p *= valid                                          # ignored rows: no gradient
+                p = p.to(mm_dtype)  # unscaled by 1/n, so fp16 cannot underflow it
+                grad_x[i:i + chunk_rows] = p @ w
+                grad_w += p.t() @ xi
+        ctx.save_for_backward(grad_x, grad_w, n)
+        return loss / n
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        grad_x, grad_w, n = ctx.saved_tensors
+        scale = grad_loss / n
+        return grad_x * scale, grad_w * scale, None, None, None
+
+
 class KVCache:
     """Keys and values of every layer for a batch, preallocated for `max_len` positions."""
 
@@ -169,8 +216,8 @@ class GPT(nn.Module):
         return 6 * n + 12 * c.n_layer * c.block_size * c.n_embd
 
     def forward(self, idx, targets=None, cache=None, pos=None, key_valid=None):
-        """idx (B, T) token ids -> logits (B, T, vocab), and the mean cross-entropy against
-        targets (B, T) if given (-1 marks positions without a target).
+        """idx (B, T) token ids -> (logits (B, T, vocab), None), or with targets (B, T) given
+        (-1 marks positions without a target): (None, mean cross-entropy).
 
         Generation passes a KVCache, the positions pos (B, T) of each token in its own sequence,
         and key_valid (B, cache positions) marking the non-padding keys."""
@@ -198,12 +245,12 @@ class GPT(nn.Module):
             x = block(x, masks, cache, i)
         if cache is not None:
             cache.len += T
-        logits = self.lm_head(self.ln_f(x))
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1),
-                                   ignore_index=-1)
-        return logits, loss
+        x = self.ln_f(x)
+        if targets is not None:  # the loss without ever holding the whole (B, T, vocab) logits
+            x = x.view(-1, x.size(-1))
+            return None, LinearCrossEntropy.apply(x, self.lm_head.weight, targets.reshape(-1),
+                                                  torch.is_grad_enabled())
+        return self.lm_head(x), None
 
     @torch.no_grad()
     def attention_maps(self, idx):

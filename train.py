@@ -198,8 +198,9 @@ def check_memory(model_args):
     L, d, V, T = model_args['n_layer'], model_args['n_embd'], model_args['vocab_size'], block_size
     params = 12 * L * d * d + (V + T) * d
     state = params * 4 * 4  # weights, grads and AdamW's two moments in fp32
-    # activations kept for backward, per layer (Korthikanti et al. 2022, in fp32) + logits
-    acts = batch_size * T * (L * (34 * d + 5 * model_args['n_head'] * T) * 2 + 3 * V * 4)
+    # activations kept for backward, per layer (Korthikanti et al. 2022, in fp32); the loss
+    # never holds the whole logits (model.LinearCrossEntropy), so they do not count
+    acts = batch_size * T * L * (34 * d + 5 * model_args['n_head'] * T) * 2
     need = state + acts
     if device_type == 'cuda':
         have = torch.cuda.mem_get_info(device)[0]
@@ -278,10 +279,10 @@ def evaluate_whole_split(split='val'):
             y[b, :n] = torch.from_numpy(data[s + 1:s + 1 + n].astype(np.int64))
         x, y = x.to(device), y.to(device)
         with autocast:
-            logits, _ = raw_model(x)
-        total += torch.nn.functional.cross_entropy(logits.float().view(-1, logits.size(-1)), y.view(-1),
-                                                   ignore_index=-1, reduction='sum').item()
-        count += (y != -1).sum().item()
+            _, loss = raw_model(x, y)  # the mean over the targets that are not -1
+        n = (y != -1).sum().item()
+        total += loss.item() * n
+        count += n
     raw_model.train()
     loss = total / count
     bytes_ = meta['splits'][split]['bytes']

@@ -2,7 +2,10 @@
 different prompt lengths match single prompts, local attention masks, sampling filters."""
 import torch
 
-from model import GPT, GPTConfig, KVCache, sample_next, attention_masks
+import pytest
+import torch.nn.functional as F
+
+from model import GPT, GPTConfig, KVCache, LinearCrossEntropy, sample_next, attention_masks
 
 
 def tiny(window=0, **kw):
@@ -56,6 +59,38 @@ def test_sampling_filters():
     # probabilities 0.032, 0.087, 0.237, 0.644: top_p=0.7 keeps tokens 3 and 2
     assert set(sample_next(logits, 1.0, top_p=0.7, generator=g).tolist()) == {2, 3}
     assert sample_next(logits[:1], 0).item() == 3
+
+
+@pytest.mark.parametrize('autocast', [False, True])
+def test_chunked_loss_matches_plain_cross_entropy(autocast):
+    """LinearCrossEntropy (gradients computed in forward, 256 rows at a time) gives the loss and
+    the gradients of F.cross_entropy over the whole logits, ignored targets included."""
+    torch.manual_seed(0)
+    x = torch.randn(600, 24, requires_grad=True)   # 600 rows: two full chunks and a partial one
+    w = torch.randn(50, 24, requires_grad=True)
+    t = torch.randint(0, 50, (600,))
+    t[::7] = -1
+    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=autocast):
+        ref = F.cross_entropy((x @ w.t()).float(), t, ignore_index=-1)
+        ref_gx, ref_gw = torch.autograd.grad(ref * 3, (x, w))
+        loss = LinearCrossEntropy.apply(x, w, t, True)
+        gx, gw = torch.autograd.grad(loss * 3, (x, w))
+    tol = 2e-2 if autocast else 1e-5  # bf16 matmuls round to ~3 significant digits
+    assert abs(loss.item() - ref.item()) < tol * ref.item()
+    for got, want in ((gx, ref_gx), (gw, ref_gw)):
+        assert (got - want).abs().max() < tol * want.abs().max()
+    with torch.no_grad():  # evaluation: the same loss, no gradients computed
+        assert abs(LinearCrossEntropy.apply(x, w, t, False).item() - loss.item()) < tol * loss.item()
+
+
+def test_model_loss_is_the_cross_entropy_of_its_logits():
+    m = tiny()
+    idx = torch.randint(0, 61, (2, 20))
+    y = torch.randint(0, 61, (2, 20))
+    logits, _ = m(idx)
+    none, loss = m(idx, y)
+    assert none is None
+    assert abs(loss.item() - F.cross_entropy(logits.view(-1, 61), y.view(-1)).item()) < 1e-5
 
 
 def test_param_counts_and_flops():
