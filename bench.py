@@ -4,7 +4,7 @@ plotted. Ratios are measured in the same run, since the machines here are shared
 
     python bench.py                       # every case
     python bench.py --only=matmul,train   # cases whose name starts with one of these
-    python bench.py --list                # case names
+    python bench.py --list_cases          # case names
 
 Each case is a function decorated with @case; it yields dicts with at least
 {"case", "value", "unit"}; extra keys give context (shapes, ratios, targets).
@@ -91,6 +91,7 @@ def _train_step(dtype, use_compile, plain_loss=False, batch_size=32, **shape):
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
+        return loss.detach()
     return step, x.numel(), model.flops_per_token()
 
 
