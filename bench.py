@@ -95,12 +95,12 @@ def _train_step(dtype, use_compile, plain_loss=False, batch_size=32, **shape):
     return step, x.numel(), model.flops_per_token()
 
 
-def _interleaved_tokens_per_s(steps, rounds=7):
+def _interleaved_tokens_per_s(steps, rounds=7, warmup=3):
     """Tokens/s of each (step, tokens) in `steps`: warmed up, then timed in turns, one step of
     each per round, the median round kept. Taking turns makes the ratios fair on a shared,
     drifting machine where timing one variant after another would not be."""
     for step, _ in steps:
-        for _ in range(3):  # the first calls compile, allocate and warm caches
+        for _ in range(warmup):  # the first calls compile, allocate and warm caches
             step()
     times = [[] for _ in steps]
     for _ in range(rounds):
@@ -136,14 +136,11 @@ def bench_sample():
     from model import GPT, GPTConfig
     torch.manual_seed(0)
     model = GPT(GPTConfig(**{**BENCH_SHAPE, 'block_size': 512})).eval()
-    prompt = list(range(16))
-    new = 512 - 16
-    t0 = time.perf_counter()
-    model.generate([prompt], new, temperature=1.0)
-    cached = new / (time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    model.generate_no_cache(prompt, new, temperature=1.0)
-    full = new / (time.perf_counter() - t0)
+    prompt, new = list(range(16)), 512 - 16
+    cached, full = _interleaved_tokens_per_s(
+        [(lambda: model.generate([prompt], new, temperature=1.0), new),
+         (lambda: model.generate_no_cache(prompt, new, temperature=1.0), new)],
+        rounds=3, warmup=1)
     emit(case='sample_kv_cache', value=round(cached, 1), unit='tokens/s', prompt=16, context=512)
     emit(case='sample_no_cache', value=round(full, 1), unit='tokens/s', prompt=16, context=512)
     emit(case='sample_kv_cache_speedup', value=round(cached / full, 1), unit='x')

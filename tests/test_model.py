@@ -61,6 +61,18 @@ def test_sampling_filters():
     assert sample_next(logits[:1], 0).item() == 3
 
 
+def test_sampling_frequencies_follow_softmax():
+    g = torch.Generator().manual_seed(1)
+    logits = torch.tensor([[0.0, 1.0, 2.0, 3.0, float('-inf')]]).repeat(20000, 1)
+    counts = torch.bincount(sample_next(logits, 1.0, generator=g), minlength=5).double()
+    expected = logits[0].softmax(-1).double() * 20000
+    assert counts[4] == 0  # probability 0 is never drawn
+    # within 5 standard deviations of the binomial count, for every token
+    assert ((counts - expected).abs() <= 5 * (expected * (1 - expected / 20000)).sqrt() + 1e-9).all()
+    # temperature: a low one concentrates the mass on the top token
+    assert (sample_next(logits[:2000], 0.05, generator=g) == 3).all()
+
+
 @pytest.mark.parametrize('autocast', [False, True])
 def test_chunked_loss_matches_plain_cross_entropy(autocast):
     """LinearCrossEntropy (gradients computed in forward, 256 rows at a time) gives the loss and
