@@ -1,8 +1,7 @@
 """model.py: the KV cache gives the same logits as a full forward pass, padded batches of
-different prompt lengths match single prompts, local attention masks, sampling filters."""
-import torch
-
+different prompt lengths match single prompts, local attention masks, sampling filters and frequencies, the chunked loss."""
 import pytest
+import torch
 import torch.nn.functional as F
 
 from model import GPT, GPTConfig, KVCache, LinearCrossEntropy, sample_next, attention_masks
