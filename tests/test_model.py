@@ -1,5 +1,6 @@
 """model.py: the KV cache gives the same logits as a full forward pass, padded batches of
-different prompt lengths match single prompts, local attention masks, sampling filters and frequencies, the chunked loss."""
+different prompt lengths match single prompts, local attention masks, sampling filters and
+frequencies, the chunked loss against F.cross_entropy."""
 import pytest
 import torch
 import torch.nn.functional as F
