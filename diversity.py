@@ -292,17 +292,8 @@ def closest_brute_force(stories, text, k=2):
 # ----------------------------------------------------------------------------- the stage
 def read_train_stories(data_dir, enc, eot, limit=0, split='train'):
     """The stories of a prepared dataset's split: (token-id arrays, texts), split on the EOT id."""
-    from tokenizer import read_meta
-    meta = read_meta(data_dir)
-    path = os.path.join(data_dir, f'{split}.bin')
-    if not os.path.isfile(path):
-        raise SystemExit(f"error: {path} not found (run prepare.py --data_dir={data_dir})")
-    data = np.memmap(path, dtype=np.dtype(meta.get('dtype', 'uint16')), mode='r')
-    cuts = np.flatnonzero(data == eot)
-    bounds = zip(np.concatenate([[0], cuts + 1]), np.concatenate([cuts, [len(data)]]))
-    toks = [data[a:b] for a, b in bounds if b > a]  # EOT before or after each story: skip empties
-    if limit:
-        toks = toks[:limit]
+    from dataset import open_dataset
+    toks = open_dataset(data_dir, splits=(split,)).stories(split, limit)
     texts = enc.decode_batch([t.tolist() for t in toks])
     return toks, texts
 

@@ -312,19 +312,13 @@ def load_story(spec):
 
 def sample_sequences(data_dir, eot, block_size, n, rng):
     """n stories of data_dir's val.bin (else train.bin) as token lists, each starting with EOT."""
-    from tokenizer import read_meta
-    meta = read_meta(data_dir)
-    for split in ('val', 'train'):
-        path = os.path.join(data_dir, f'{split}.bin')
-        if os.path.isfile(path):
-            break
-    else:
+    from dataset import open_dataset
+    splits = [s for s in ('val', 'train') if os.path.isfile(os.path.join(data_dir, f'{s}.bin'))]
+    if not splits:
         raise SystemExit(f"error: {data_dir} has no val.bin or train.bin")
-    data = np.memmap(path, dtype=np.dtype(meta.get('dtype', 'uint16')), mode='r')
-    cuts = np.flatnonzero(data == eot)
-    bounds = [(a, b) for a, b in zip(np.concatenate([[0], cuts + 1]), np.concatenate([cuts, [len(data)]])) if b > a]
-    picks = sorted(rng.choice(len(bounds), min(n, len(bounds)), replace=False).tolist())
-    return [[eot] + data[bounds[i][0]:bounds[i][1]][:block_size - 1].tolist() for i in picks]
+    stories = open_dataset(data_dir, splits=splits[:1]).stories(splits[0])
+    picks = sorted(rng.choice(len(stories), min(n, len(stories)), replace=False).tolist())
+    return [[eot] + stories[i][:block_size - 1].tolist() for i in picks]
 
 
 def main():

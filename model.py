@@ -453,6 +453,24 @@ def measure_peak_flops(dtype=torch.float32, device='cpu', n=1024, seconds=0.5):
     return best
 
 
+def pick_device(name='auto'):
+    """A validated torch device name. 'auto': the GPU if there is one, else the CPU. Every stage
+    that picks a device goes through here, so `--device=cuda` on a machine without a GPU, or a
+    typo, is the same one-line error everywhere."""
+    if name == 'auto':
+        return 'cuda' if torch.cuda.is_available() else 'cpu'
+    kind, _, index = name.partition(':')
+    if kind not in ('cpu', 'cuda', 'mps') or (index and not index.isdigit()) or (index and kind != 'cuda'):
+        raise SystemExit(f"error: device={name!r}: use auto, cpu, cuda, cuda:N or mps")
+    if kind == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit(f"error: device={name!r} but torch sees no CUDA GPU here: use --device=cpu (or auto)")
+    if kind == 'cuda' and index and int(index) >= torch.cuda.device_count():
+        raise SystemExit(f"error: device={name!r} but this machine has {torch.cuda.device_count()} GPU(s)")
+    if kind == 'mps' and not torch.backends.mps.is_available():
+        raise SystemExit(f"error: device={name!r} but MPS is not available here")
+    return name
+
+
 def load_checkpoint(path, device='cpu'):
     """(model, checkpoint dict) from out_dir/ckpt.pt (or a .pt path), in eval mode.
 
@@ -472,8 +490,7 @@ def load_run(out_dir, device='auto'):
     interpret) need from a trained run, the model in eval mode and the tokenizer it was trained
     with (the checkpoint carries its record). device 'auto': cuda if there is one, else cpu."""
     from tokenizer import encoding_from_record  # here, so this file needs only torch
-    if device == 'auto':
-        device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    device = pick_device(device)
     model, ckpt = load_checkpoint(out_dir, device)
     if 'tokenizer' not in ckpt:
         raise SystemExit(f"error: {out_dir}/ckpt.pt has no tokenizer record")

@@ -35,6 +35,7 @@ from tqdm import tqdm
 import stories
 import tokenizer as T
 from atomic_write import atomic_write
+from dataset import read_meta
 
 # -----------------------------------------------------------------------------
 source = 'tinystories'      # tinystories | tinystories-v1 | tinystories-instruct | a path
@@ -306,7 +307,7 @@ def main():
 
     meta_path = os.path.join(data_dir, 'meta.json')
     if os.path.exists(meta_path) and not force:
-        old = T.read_meta(data_dir)
+        old = read_meta(data_dir)
         if any(old.get(k) != spec[k] for k in ('tokenizer', 'vocab_size', 'pat_str')):
             fail(f"{data_dir} holds another tokenizer ({old.get('tokenizer')}, vocab "
                  f"{old.get('vocab_size')}): use another --data_dir, or --force to replace it")

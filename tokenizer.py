@@ -22,8 +22,6 @@ import collections
 import hashlib
 import heapq
 import itertools
-import json
-import os
 
 import numpy as np
 import regex
@@ -225,47 +223,11 @@ def make_encoding(ranks, pat_str=PAT_STR, name='tinystories'):
                              special_tokens={EOT: eot}, explicit_n_vocab=eot + 1)
 
 
-def load_encoding(data_dir):
-    """The tokenizer of a prepared data_dir (meta.json + tokenizer.tiktoken), offline."""
-    meta = read_meta(data_dir)
-    ranks = read_tiktoken(os.path.join(data_dir, 'tokenizer.tiktoken'))
-    _check_ids(ranks, meta, data_dir)
-    return make_encoding(ranks, meta['pat_str'], meta['tokenizer'])
-
-
-def read_meta(data_dir):
-    path = os.path.join(data_dir, 'meta.json')
-    try:
-        with open(path, encoding='utf-8') as f:
-            meta = json.load(f)
-    except FileNotFoundError:
-        raise SystemExit(f"error: {path} not found: run prepare.py --data_dir={data_dir} first")
-    except (OSError, ValueError) as e:
-        raise SystemExit(f"error: cannot read {path}: {e}")
-    missing = [k for k in ('vocab_size', 'eot_token', 'tokenizer', 'pat_str') if k not in meta]
-    if missing:
-        raise SystemExit(f"error: {path} lacks {', '.join(missing)}")
-    return meta
-
-
-def _check_ids(ranks, meta, where):
+def check_ids(ranks, meta, where):
+    """A tokenizer's ids must be the ranks 0..n-1 and then the EOT id n (so vocab_size = n + 1)."""
     if meta['eot_token'] != len(ranks) or meta['vocab_size'] != len(ranks) + 1:
         raise SystemExit(f"error: {where}: tokenizer has {len(ranks)} tokens but meta says "
                          f"vocab_size={meta['vocab_size']}, eot_token={meta['eot_token']}")
-
-
-def tokenizer_record(data_dir):
-    """Everything needed to rebuild the tokenizer, as plain str/int (for a checkpoint)."""
-    meta = read_meta(data_dir)
-    path = os.path.join(data_dir, 'tokenizer.tiktoken')
-    try:
-        with open(path, encoding='ascii') as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as e:
-        raise SystemExit(f"error: cannot read tokenizer {path}: {e}")
-    return {'name': meta['tokenizer'], 'pat_str': meta['pat_str'], 'tiktoken': text,
-            'sha256': hashlib.sha256(text.encode('ascii')).hexdigest(),
-            'eot_token': int(meta['eot_token']), 'vocab_size': int(meta['vocab_size'])}
 
 
 def encoding_from_record(record):
@@ -276,7 +238,7 @@ def encoding_from_record(record):
         ranks = parse_tiktoken(text)
     except ValueError as e:
         raise SystemExit(f"error: tokenizer record: {e}")
-    _check_ids(ranks, record, 'tokenizer record')
+    check_ids(ranks, record, 'tokenizer record')
     return make_encoding(ranks, record['pat_str'], record['name'])
 
 

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from model import GPT, GPTConfig, measure_peak_flops
+from dataset import open_dataset
+from model import GPT, GPTConfig, measure_peak_flops, pick_device
 
 # -----------------------------------------------------------------------------
 # I/O
@@ -87,8 +88,7 @@ elif init_from != 'scratch':
 
 # ---- processes and devices ---------------------------------------------------
 ddp = int(os.environ.get('RANK', -1)) != -1  # launched by torchrun?
-if device == 'auto':
-    device = 'cuda' if torch.cuda.is_available() else 'cpu'
+device = pick_device(device)
 if ddp:
     from torch.distributed import init_process_group, destroy_process_group
     from torch.nn.parallel import DistributedDataParallel as DDP
@@ -115,26 +115,14 @@ def say(*args):
 
 
 # ---- data ----------------------------------------------------------------------
-meta_path = os.path.join(data_dir, 'meta.json')
-if not os.path.isfile(meta_path):
-    fail(f"no dataset in {data_dir!r} (missing meta.json): run prepare.py --data_dir={data_dir} first")
-with open(meta_path) as f:
-    meta = json.load(f)
-np_dtype = np.dtype(meta.get('dtype', 'uint16'))
+data = open_dataset(data_dir)  # meta.json validated, every bin's size checked against it
+meta = data.meta
 for split in ('train', 'val'):
-    path = os.path.join(data_dir, f'{split}.bin')
-    if not os.path.isfile(path):
-        fail(f"missing {path}: run prepare.py --data_dir={data_dir} first")
-    n_tokens = os.path.getsize(path) // np_dtype.itemsize
+    n_tokens = len(data.tokens(split))
     if n_tokens <= block_size + 1:
-        fail(f"{path} holds {n_tokens} tokens, not more than block_size+1 = {block_size + 1}: "
-             f"use a smaller --block_size or more data")
-
-
-def tokens(split):
-    # A fresh memmap per call: holding one memmap open for a whole run makes its pages count as
-    # the process's memory, which then grows with every batch read (a known nanoGPT issue).
-    return np.memmap(os.path.join(data_dir, f'{split}.bin'), dtype=np_dtype, mode='r')
+        fail(f"{data.path(split)} holds {n_tokens} tokens, not more than block_size+1 = "
+             f"{block_size + 1}: use a smaller --block_size or more data")
+tokens = data.tokens
 
 
 def get_batch(split, it, micro=0):
@@ -311,15 +299,13 @@ def save_checkpoint():
         return
     ckpt = {'model_args': model_args, 'model': raw_model.state_dict(),
             'optimizer': optimizer.state_dict(), 'iter_num': iter_num, 'plan': plan,
-            'config': config, 'meta': meta, 'tokenizer': tokenizer_record(data_dir),
+            'config': config, 'meta': meta, 'tokenizer': data.tokenizer_record(),
             'rng': {'torch': torch.get_rng_state(),
                     'cuda': torch.cuda.get_rng_state() if device_type == 'cuda' else None}}
     tmp = ckpt_path + '.tmp'
     torch.save(ckpt, tmp)
     os.replace(tmp, ckpt_path)
 
-
-from tokenizer import tokenizer_record  # noqa: E402  (ground floor: the tokenizer travels in the checkpoint)
 
 if master:
     os.makedirs(out_dir, exist_ok=True)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import tokenizer as T
+from dataset import open_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = ['Lily', 'Tom', 'Ben', 'Mia', 'Sue', 'Max']
@@ -38,7 +39,7 @@ def run(*args, env=None, ok=True):
 def read_split(data_dir, split):
     meta = json.load(open(os.path.join(data_dir, 'meta.json')))
     ids = np.fromfile(os.path.join(data_dir, f'{split}.bin'), dtype=meta['dtype'])
-    enc = T.load_encoding(data_dir)
+    enc = open_dataset(data_dir).encoding()
     text = enc.decode(ids.tolist())
     return meta, ids, [s for s in text.split(T.EOT) if s]
 

@@ -9,6 +9,7 @@ import pytest
 import regex
 
 import tokenizer as T
+from dataset import open_dataset
 
 STORIES = [
     "Once upon a time, there was a little cat named Tom. Tom liked to play.",
@@ -100,8 +101,8 @@ def test_tiktoken_file_round_trip_and_record(tmp_path):
     meta = {'vocab_size': len(ranks) + 1, 'eot_token': len(ranks), 'tokenizer': 'bpe',
             'pat_str': T.PAT_STR}
     (tmp_path / 'meta.json').write_text(json.dumps(meta))
-    enc = T.load_encoding(str(tmp_path))
-    rec = T.tokenizer_record(str(tmp_path))
+    enc = open_dataset(str(tmp_path), splits=()).encoding()
+    rec = open_dataset(str(tmp_path), splits=()).tokenizer_record()
     assert all(isinstance(v, (str, int)) for v in rec.values())
     enc2 = T.encoding_from_record(rec)
     text = STORIES[1]
@@ -111,7 +112,7 @@ def test_tiktoken_file_round_trip_and_record(tmp_path):
         T.encoding_from_record(bad)
     (tmp_path / 'tokenizer.tiktoken').write_text('not base64!! 0\n')
     with pytest.raises(SystemExit, match='cannot read tokenizer'):
-        T.load_encoding(str(tmp_path))
+        open_dataset(str(tmp_path), splits=()).encoding()
 
 
 def test_chunk_encoder_matches_tiktoken():

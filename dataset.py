@@ -1,0 +1,119 @@
+"""
+A prepared dataset (what prepare.py writes in data_dir), opened one way by every stage.
+
+    data_dir/meta.json          vocab_size, eot_token, tokenizer, pat_str, dtype, format, splits
+    data_dir/tokenizer.tiktoken the BPE, in tiktoken's file format
+    data_dir/train.bin, val.bin the stories' token ids, each story after an EOT id (uint16/uint32)
+
+`open_dataset` reads and validates meta.json once and checks every bin's size against it (a bin
+cut short would otherwise give a wrong number with no warning), so the stages that follow can
+trust what they read.
+"""
+import hashlib
+import json
+import os
+
+import numpy as np
+
+from tokenizer import check_ids, make_encoding, read_tiktoken
+
+DTYPES = {'uint16': 2 ** 16, 'uint32': 2 ** 32}  # dtype -> how many ids it can hold
+
+
+def read_meta(data_dir):
+    """meta.json, validated: a one-line error for a missing, corrupt or inconsistent file."""
+    path = os.path.join(data_dir, 'meta.json')
+    if os.path.isfile(data_dir):
+        raise SystemExit(f"error: data_dir {data_dir!r} is a file, not a prepared dataset folder")
+    try:
+        with open(path, encoding='utf-8') as f:
+            meta = json.load(f)
+    except FileNotFoundError:
+        raise SystemExit(f"error: {path} not found: run prepare.py --data_dir={data_dir} first")
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"error: cannot read {path} ({e}): run prepare.py --data_dir={data_dir} --force")
+    if not isinstance(meta, dict):
+        raise SystemExit(f"error: {path} is not a JSON object: run prepare.py --data_dir={data_dir} --force")
+    missing = [k for k in ('vocab_size', 'eot_token', 'tokenizer', 'pat_str') if k not in meta]
+    if missing:
+        raise SystemExit(f"error: {path} lacks {', '.join(missing)}")
+    meta.setdefault('dtype', 'uint16')
+    vocab, eot, dtype = meta['vocab_size'], meta['eot_token'], meta['dtype']
+    if not isinstance(vocab, int) or isinstance(vocab, bool) or vocab < 1:
+        raise SystemExit(f"error: {path}: vocab_size={vocab!r} is not a positive integer")
+    if not isinstance(eot, int) or isinstance(eot, bool) or not 0 <= eot < vocab:
+        raise SystemExit(f"error: {path}: eot_token={eot!r} is not an id below vocab_size={vocab}")
+    if dtype not in DTYPES or vocab > DTYPES[dtype]:
+        raise SystemExit(f"error: {path}: dtype={dtype!r} cannot hold {vocab} ids (use uint16 or uint32)")
+    if not isinstance(meta.get('splits', {}), dict):
+        raise SystemExit(f"error: {path}: 'splits' is not an object")
+    return meta
+
+
+class Dataset:
+    """A validated data_dir. tokens(split) is a fresh read-only memmap each call: holding one
+    open for a whole run makes its pages count as the process's memory (a known nanoGPT issue)."""
+
+    def __init__(self, data_dir, splits=('train', 'val')):
+        self.dir = data_dir
+        self.meta = read_meta(data_dir)
+        self.vocab_size, self.eot = self.meta['vocab_size'], self.meta['eot_token']
+        self.dtype = np.dtype(self.meta['dtype'])
+        self.format = self.meta.get('format', 'plain')
+        for split in splits:
+            path = self.path(split)
+            if not os.path.isfile(path):
+                raise SystemExit(f"error: {path} not found: run prepare.py --data_dir={data_dir} first")
+            size, want = os.path.getsize(path), self.split_info(split).get('tokens')
+            if size % self.dtype.itemsize or (want is not None and size != want * self.dtype.itemsize):
+                raise SystemExit(
+                    f"error: {path} is {size:,} bytes but meta.json says {want:,} {self.dtype.name} "
+                    f"tokens ({(want or 0) * self.dtype.itemsize:,} bytes): the file is cut short or "
+                    f"damaged; run prepare.py --data_dir={data_dir} --force")
+
+    def path(self, split):
+        return os.path.join(self.dir, f'{split}.bin')
+
+    def split_info(self, split):
+        """meta's record of a split: stories, tokens, bytes (of UTF-8 text)."""
+        return self.meta.get('splits', {}).get(split, {})
+
+    def tokens(self, split):
+        return np.memmap(self.path(split), dtype=self.dtype, mode='r')
+
+    def stories(self, split, limit=0):
+        """The split's stories as token-id arrays (EOT ids removed), in file order."""
+        data = self.tokens(split)
+        cuts = np.flatnonzero(data == self.eot)
+        bounds = zip(np.concatenate([[0], cuts + 1]), np.concatenate([cuts, [len(data)]]))
+        out = [data[a:b] for a, b in bounds if b > a]  # EOT before each story: skip the empties
+        return out[:limit] if limit else out
+
+    def texts(self, split, limit=0):
+        """The split's stories as text (decoded with the dataset's own tokenizer)."""
+        return self.encoding().decode_batch([t.tolist() for t in self.stories(split, limit)])
+
+    def tokenizer_text(self):
+        path = os.path.join(self.dir, 'tokenizer.tiktoken')
+        try:
+            with open(path, encoding='ascii') as f:
+                return f.read()
+        except (OSError, UnicodeDecodeError) as e:
+            raise SystemExit(f"error: cannot read tokenizer {path}: {e}")
+
+    def encoding(self):
+        ranks = read_tiktoken(os.path.join(self.dir, 'tokenizer.tiktoken'))
+        check_ids(ranks, self.meta, self.dir)
+        return make_encoding(ranks, self.meta['pat_str'], self.meta['tokenizer'])
+
+    def tokenizer_record(self):
+        """Everything needed to rebuild the tokenizer, as plain str/int (for a checkpoint); its
+        sha256 tells two tokenizers apart even when their sizes agree."""
+        text = self.tokenizer_text()
+        return {'name': self.meta['tokenizer'], 'pat_str': self.meta['pat_str'], 'tiktoken': text,
+                'sha256': hashlib.sha256(text.encode('ascii')).hexdigest(),
+                'eot_token': self.eot, 'vocab_size': self.vocab_size}
+
+
+def open_dataset(data_dir, splits=('train', 'val')):
+    return Dataset(data_dir, splits)
