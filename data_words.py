@@ -7,6 +7,8 @@ Written for this repo. Nouns are concrete things a story character can find, hol
 lose (so the offline generator can say "a shiny ball" about any of them); verbs are in their
 base form ("jump"); adjectives describe how things look, feel or are.
 """
+import re
+
 
 NOUNS = """
 ball doll kite toy car truck train boat plane bus bike wagon drum bell whistle block puzzle
@@ -188,3 +190,26 @@ cheetah zebra donkey hilltop haystack hedge oak mud sandbox swing slide seesaw r
 scarecrow engine harbor
 """.split())
 HOLDABLE_NOUNS = [n for n in NOUNS if n not in NOT_HOLDABLE]
+
+
+# ----------------------------------------------------------------------------- using a word
+# Irregular past forms of the vocabulary's verbs: a story that "ran" used the word "run".
+IRREGULAR = dict(pair.split(':') for pair in (
+    'run:ran eat:ate sing:sang swim:swam drink:drank ring:rang sit:sat dig:dug fly:flew throw:threw '
+    'blow:blew grow:grew draw:drew know:knew see:saw take:took shake:shook fall:fell hold:held '
+    'catch:caught bring:brought think:thought buy:bought teach:taught fight:fought seek:sought '
+    'find:found give:gave hide:hid bite:bit ride:rode write:wrote drive:drove wake:woke lose:lost '
+    'leave:left sleep:slept keep:kept sweep:swept feel:felt meet:met lead:led feed:fed hear:heard '
+    'tell:told sell:sold say:said pay:paid make:made stand:stood win:won spin:spun stick:stuck '
+    'swing:swung sting:stung hang:hung tear:tore wear:wore freeze:froze break:broke steal:stole '
+    'speak:spoke choose:chose forget:forgot shine:shone build:built lend:lent send:sent spend:spent '
+    'bend:bent begin:began come:came go:went do:did have:had get:got sweep:swept weep:wept').split())
+
+
+def word_used(word, text):
+    """Does `text` use `word` in some form (jump, jumps, jumped, jumping; cry, cried; run, ran)?"""
+    stem = word[:-1] + '(?:y|i)' if word.endswith('y') and len(word) > 2 else \
+        re.escape(word[:-1] if word.endswith('e') and len(word) > 3 else word)
+    forms = [stem + re.escape(word[-1]) + '?'] + ([re.escape(IRREGULAR[word])] if word in IRREGULAR else [])
+    endings = r'(?:e|s|es|d|ed|ing|er|ers|est|y|ly|ies|ied|ier|iest|ily|en)?'
+    return re.search(r'\b(?:' + '|'.join(forms) + ')' + endings + r'\b', text, re.IGNORECASE) is not None

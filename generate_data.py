@@ -27,7 +27,7 @@ import time
 
 from atomic_write import atomic_write
 from configurator import configure
-from data_words import ADJECTIVES, HOLDABLE_NOUNS, NOUNS, VERBS
+from data_words import ADJECTIVES, HOLDABLE_NOUNS, NOUNS, VERBS, word_used
 
 # -----------------------------------------------------------------------------
 backend = 'offline'        # offline | openai | batch
@@ -488,26 +488,7 @@ def main():
 
 
 # ----------------------------------------------------------------------------- LLM answers
-IRREGULAR = dict(pair.split(':') for pair in (
-    'run:ran eat:ate sing:sang swim:swam drink:drank ring:rang sit:sat dig:dug fly:flew throw:threw '
-    'blow:blew grow:grew draw:drew know:knew see:saw take:took shake:shook fall:fell hold:held '
-    'catch:caught bring:brought think:thought buy:bought teach:taught fight:fought seek:sought '
-    'find:found give:gave hide:hid bite:bit ride:rode write:wrote drive:drove wake:woke lose:lost '
-    'leave:left sleep:slept keep:kept sweep:swept feel:felt meet:met lead:led feed:fed hear:heard '
-    'tell:told sell:sold say:said pay:paid make:made stand:stood win:won spin:spun stick:stuck '
-    'swing:swung sting:stung hang:hung tear:tore wear:wore freeze:froze break:broke steal:stole '
-    'speak:spoke choose:chose forget:forgot shine:shone build:built lend:lent send:sent spend:spent '
-    'bend:bent begin:began come:came go:went do:did have:had get:got sweep:swept weep:wept').split())
 REFUSALS = ("i'm sorry", 'i am sorry', 'i cannot', "i can't", 'as an ai', 'i apologize')
-
-
-def word_used(word, text):
-    """Does `text` use `word` in some form (jump, jumps, jumped, jumping; cry, cried; run, ran)?"""
-    stem = word[:-1] + '(?:y|i)' if word.endswith('y') and len(word) > 2 else \
-        re.escape(word[:-1] if word.endswith('e') and len(word) > 3 else word)
-    forms = [stem + re.escape(word[-1]) + '?'] + ([re.escape(IRREGULAR[word])] if word in IRREGULAR else [])
-    endings = r'(?:e|s|es|d|ed|ing|er|ers|est|y|ly|ies|ied|ier|iest|ily|en)?'
-    return re.search(r'\b(?:' + '|'.join(forms) + ')' + endings + r'\b', text, re.IGNORECASE) is not None
 
 
 def split_answer(text):

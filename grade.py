@@ -26,6 +26,7 @@ import torch
 
 from atomic_write import atomic_write
 from configurator import configure
+from data_words import word_used
 from model import load_run
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -225,11 +226,6 @@ def seeded_generator(seed, batch_index, device):
     return g
 
 
-def uses_word(story, word):
-    """Whether the story uses the word, allowing simple inflections (jump: jumps, jumped...)."""
-    return re.search(r'\b' + re.escape(word) + r'(?:s|es|ed|d|ing|er)?\b', story, re.I) is not None
-
-
 def run_words(model, enc, path, template, max_new_tokens, temperature, seed, batch_size, device):
     """Instruction following: the fraction of required words that appear in stories generated
     from `Words:` prompts (how the paper checked its Instruct models)."""
@@ -243,7 +239,7 @@ def run_words(model, enc, path, template, max_new_tokens, temperature, seed, bat
         stories += complete(model, enc, prompts[start:start + batch_size], max_new_tokens,
                             temperature, seeded_generator(seed, b, device))
     rows = [{'id': it.get('id', f"item-{n}"), 'words': it['words'],
-             'used': [w for w in it['words'] if uses_word(s, w)], 'story': s}
+             'used': [w for w in it['words'] if word_used(w, s)], 'story': s}
             for n, (it, s) in enumerate(zip(items, stories), 1)]
     total = sum(len(r['words']) for r in rows)
     used = sum(len(r['used']) for r in rows)

@@ -479,9 +479,16 @@ def load_checkpoint(path, device='cpu'):
         path = os.path.join(path, 'ckpt.pt')
     if not os.path.isfile(path):
         raise SystemExit(f"error: no checkpoint at {path} (train one with train.py --out_dir=...)")
-    ckpt = torch.load(path, map_location=device, weights_only=True)
-    model = GPT(GPTConfig(**ckpt['model_args']))
-    model.load_state_dict(ckpt['model'])
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+        model = GPT(GPTConfig(**ckpt['model_args']))
+        model.load_state_dict(ckpt['model'])
+    except Exception as e:  # truncated, empty, random bytes, a pickle with code, another format
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:100]
+        if reason.startswith('Weights only load failed'):
+            reason = 'not a weights-only torch file'
+        raise SystemExit(f"error: {path} is not a readable checkpoint of this repo ({reason}); "
+                         f"train again, or resume from an intact copy")
     return model.to(device).eval(), ckpt
 
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import generate_data as gd
-from data_words import ADJECTIVES, NOUNS, VERBS
+from data_words import ADJECTIVES, NOUNS, VERBS, word_used
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEYS = {'id', 'story', 'instruction', 'summary', 'sentence', 'source'}
@@ -148,7 +148,7 @@ def test_answers_are_validated_by_words_length_and_refusal():
     assert gd.check_answer(spec, story.replace('ran', 'sat')) == 'missing words'
     assert gd.check_answer(spec, 'Tom ran with a shiny ball.') == 'too short'
     assert gd.check_answer(spec, "I'm sorry, but I can't write that. " * 10) == 'refusal'
-    assert gd.word_used('cry', 'She cried.') and gd.word_used('bake', 'baking') and not gd.word_used('cat', 'a catalog')
+    assert word_used('cry', 'She cried.') and word_used('bake', 'baking') and not word_used('cat', 'a catalog')
     assert gd.split_answer('Once upon a time.\n\nSummary: A tale.') == ('Once upon a time.', 'A tale.')
 
 

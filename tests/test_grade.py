@@ -11,6 +11,7 @@ import torch
 
 import grade
 from model import GPT, GPTConfig
+from data_words import word_used
 from tests.helpers import write_tiny_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -133,10 +134,10 @@ def test_bad_probes_file_is_a_clear_error(unigram_ckpt, tmp_path):
 
 
 def test_words_score_counts_required_words(tmp_path):
-    assert grade.uses_word('The dogs jumped over a Ball.', 'jump')
-    assert grade.uses_word('The dogs jumped over a Ball.', 'dog')
-    assert grade.uses_word('The dogs jumped over a Ball.', 'ball')
-    assert not grade.uses_word('He caught it.', 'cat')
+    assert word_used('jump', 'The dogs jumped over a Ball.')
+    assert word_used('dog', 'The dogs jumped over a Ball.')
+    assert word_used('ball', 'The dogs jumped over a Ball.')
+    assert not word_used('cat', 'He caught it.')
     # a model that only ever writes "a": every story is "aaaa...", so only the word "a" is used
     from tokenizer import encoding_from_record
     from tests.helpers import byte_tokenizer_record
