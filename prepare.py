@@ -210,32 +210,6 @@ def clean(s, stats):
     return s
 
 
-INSTRUCT_LINES = ('Summary', 'Features', 'Sentence', 'Words')
-
-
-def holdout_names():
-    return [n.strip() for n in instruct_holdout.split(',') if n.strip()]
-
-
-def render_instruct(story, rec, rng, stats, holdout=()):
-    """TinyStories-Instruct: a random non-empty subset of the prompts, random order, then Story.
-    A subset holding every line of `holdout` is drawn again (the held-out combination is for
-    testing generalisation: training never shows it)."""
-    ins = rec.get('instruction') or {}
-    parts = {'Summary': rec.get('summary'), 'Features': ', '.join(ins.get('features') or []),
-             'Sentence': rec.get('sentence'), 'Words': ', '.join(ins.get('words') or [])}
-    parts = [f'{name}: {text}' for name, text in parts.items() if text]
-    allowed = lambda chosen: not holdout or not all(any(p.startswith(h + ':') for p in chosen) for h in holdout)  # noqa: E731
-    if not any(allowed([p]) for p in parts):
-        stats['instruct: no prompt fields' if not parts else 'instruct: only held-out lines'] += 1
-        return 'Story: ' + story
-    chosen = rng.sample(parts, rng.randint(1, len(parts)))
-    while not allowed(chosen):
-        stats['instruct: held-out combination drawn again'] += 1
-        chosen = rng.sample(parts, rng.randint(1, len(parts)))
-    return '\n'.join([normalise_space(p) for p in chosen] + ['Story: ' + story])
-
-
 def clean_block(job):
     """Worker: one block (and the split its file feeds, None: held out by draw) ->
     ([(digest, val draw, text, words)], stats)."""
@@ -255,7 +229,7 @@ def clean_block(job):
         if format == 'instruct' and rec is not None:
             rng = random.Random(int.from_bytes(digest) ^ seed)
             is_val = fixed == 'val' or (fixed is None and draw < val_fraction)
-            text = render_instruct(text, rec, rng, stats, () if is_val else holdout_names())
+            text = stories.render_instruct(text, rec, rng, stats, () if is_val else holdout_names())
         out.append((digest, draw, text, words))
     return out, stats
 
@@ -295,6 +269,10 @@ def encode_block(job):
 
 # -----------------------------------------------------------------------------
 
+def holdout_names():
+    return [n.strip() for n in instruct_holdout.split(',') if n.strip()]
+
+
 def check_settings():
     """Every setting checked before any work (a one-line error names the bad value)."""
     if tokenizer not in ('bpe', 'gpt2'):
@@ -311,9 +289,9 @@ def check_settings():
         fail(f"--workers={workers} must be >= 1, or 0 for all cores")
     if not (0 < block_mb < 1024):
         fail(f"--block_mb={block_mb} must be in (0, 1024)")
-    bad = [n for n in holdout_names() if n not in INSTRUCT_LINES]
+    bad = [n for n in holdout_names() if n not in stories.INSTRUCT_LINES]
     if bad:
-        fail(f"--instruct_holdout: {', '.join(bad)} is not one of {', '.join(INSTRUCT_LINES)}")
+        fail(f"--instruct_holdout: {', '.join(bad)} is not one of {', '.join(stories.INSTRUCT_LINES)}")
     if instruct_holdout and format != 'instruct':
         fail("--instruct_holdout needs --format=instruct")
 
@@ -429,26 +407,27 @@ def clean_all(train_files, val_files, work, nproc):
     for fixed, files in passes:
         jobs = ((b, fixed) for p in files for b in stories.read_blocks(p, block_bytes()))
         size = sum(os.path.getsize(p) for p in files)
-        with progress(total=size, unit='B', unit_scale=True, desc=f"clean {fixed or 'train+val'}") as bar:
-            for out, stats in parallel(clean_block, jobs, nproc):
-                train_texts = []
-                for digest, draw, text, words in out:
-                    split = fixed or ('val' if draw < val_fraction else 'train')
-                    if digest in seen:
-                        totals[split]['dropped: duplicate'] += 1
-                        continue
-                    seen.add(digest)
-                    outs[split].write(text + '\n' + SEP + '\n')
-                    t = totals[split]
-                    t['stories'] += 1
-                    t['bytes'] += len(text.encode('utf-8'))
-                    t['words'] += words
-                    if split == 'train':
-                        train_texts.append(text)
-                T.count_chunks(train_texts, *chunks)
-                # a block's raw counts go to the split its file feeds (held out: to train)
-                totals[fixed or 'train'].update(stats)
-                bar.update(stats['bytes in'])
+        bar = progress(total=size, unit='B', unit_scale=True, desc=f"clean {fixed or 'train+val'}")
+        for out, stats in parallel(clean_block, jobs, nproc):
+            train_texts = []
+            for digest, draw, text, words in out:
+                split = fixed or ('val' if draw < val_fraction else 'train')
+                if digest in seen:
+                    totals[split]['dropped: duplicate'] += 1
+                    continue
+                seen.add(digest)
+                outs[split].write(text + '\n' + SEP + '\n')
+                t = totals[split]
+                t['stories'] += 1
+                t['bytes'] += len(text.encode('utf-8'))
+                t['words'] += words
+                if split == 'train':
+                    train_texts.append(text)
+            T.count_chunks(train_texts, *chunks)
+            # a block's raw counts go to the split its file feeds (held out: to train)
+            totals[fixed or 'train'].update(stats)
+            bar.update(stats['bytes in'])
+        bar.close()   # (not on an error: its last line would bury the message)
     for s, f in outs.items():
         f.close()
         os.replace(f.name, os.path.join(work, f'{s}.txt'))
@@ -488,12 +467,14 @@ def encode_split(txt_path, bin_path, ranks, spec, dtype, nproc):
         for kind, data, _, _ in stories.read_blocks(txt_path, block_bytes()):
             yield data, dtype
     name = 'gpt2' if spec['tokenizer'] == 'gpt2' else 'tinystories'
-    with open(tmp, 'wb') as f, progress(total=os.path.getsize(txt_path), unit='B', unit_scale=True,
-                                        desc=f"encode {os.path.basename(bin_path)}") as bar:
+    bar = progress(total=os.path.getsize(txt_path), unit='B', unit_scale=True,
+                   desc=f"encode {os.path.basename(bin_path)}")
+    with open(tmp, 'wb') as f:
         for ids, n in parallel(encode_block, jobs(), nproc, init_encoder, (ranks, spec['pat_str'], name)):
             f.write(ids.tobytes())
             bar.update(n)
         f.write(np.array([eot], dtype=dtype).tobytes())
+    bar.close()
     os.replace(tmp, bin_path)
 
 

@@ -12,7 +12,8 @@ extensions are skipped). A record is a dict with a `story` text field.
 
 prepare.py reads in blocks (read_blocks -> parse_block), so that worker processes can parse and
 clean blocks in parallel and the records stay at hand for --format=instruct; a stage that just
-wants the texts uses iter_stories. Bad input is a StoryError with a one-line message naming the
+wants the texts uses iter_stories. render_instruct writes a record as TinyStories-Instruct
+training text (its prompt lines, then `Story:`). Bad input is a StoryError with a one-line message naming the
 file (and the byte offset, or the record's index, where that helps).
 """
 import json
@@ -163,3 +164,26 @@ def iter_stories(path, block_bytes=1 << 20):
             for story, _ in parse_block(block):
                 if story.strip():
                     yield story.strip()
+
+
+# ----------------------------------------------------------------------------- Instruct text
+INSTRUCT_LINES = ('Summary', 'Features', 'Sentence', 'Words')
+
+
+def render_instruct(story, rec, rng, stats, holdout=()):
+    """TinyStories-Instruct: a random non-empty subset of the prompts, random order, then Story.
+    A subset holding every line of `holdout` is drawn again (the held-out combination is for
+    testing generalisation: training never shows it)."""
+    ins = rec.get('instruction') or {}
+    parts = {'Summary': rec.get('summary'), 'Features': ', '.join(ins.get('features') or []),
+             'Sentence': rec.get('sentence'), 'Words': ', '.join(ins.get('words') or [])}
+    parts = [f'{name}: {text}' for name, text in parts.items() if text]
+    allowed = lambda chosen: not holdout or not all(any(p.startswith(h + ':') for p in chosen) for h in holdout)  # noqa: E731
+    if not any(allowed([p]) for p in parts):
+        stats['instruct: no prompt fields' if not parts else 'instruct: only held-out lines'] += 1
+        return 'Story: ' + story
+    chosen = rng.sample(parts, rng.randint(1, len(parts)))
+    while not allowed(chosen):
+        stats['instruct: held-out combination drawn again'] += 1
+        chosen = rng.sample(parts, rng.randint(1, len(parts)))
+    return '\n'.join([' '.join(p.split()) for p in chosen] + ['Story: ' + story])
