@@ -26,7 +26,6 @@ import multiprocessing
 import os
 import random
 import shutil
-import sys
 import time
 
 import numpy as np

@@ -21,7 +21,6 @@ import base64
 import collections
 import hashlib
 import heapq
-import itertools
 
 import numpy as np
 import regex

@@ -324,3 +324,18 @@ def test_minimum_words_that_no_answer_can_reach_cost_nothing(tmp_path):
         r = run_script('--backend=openai', '--num_stories=3', f'--stories_dir={tmp_path}', '--yes',
                        '--min_words=500', '--max_words=10', f'--base_url={server.base_url}', env=llm_env())
         assert r.returncode != 0 and server.chat_calls == 0 and 'min_words' in r.stderr
+
+
+def test_a_corrupt_middle_line_in_the_response_log_is_a_one_line_error(tmp_path):
+    d = tmp_path / 's'
+    args = ['--backend=openai', '--num_stories=4', f'--stories_dir={d}', '--yes', '--min_words=20']
+    with FakeOpenAI() as server:
+        assert run_script(*args, f'--base_url={server.base_url}', env=llm_env()).returncode == 0
+        log = d / '.state' / 'llm' / 'responses.jsonl'
+        lines = log.read_text().splitlines(keepends=True)
+        log.write_text(''.join(lines[:1] + ['{"custom_id": \n'] + lines[1:]))
+        r = run_script(*args, '--num_stories=6', f'--base_url={server.base_url}', env=llm_env())
+        assert server.chat_calls == 4                 # nothing sent on a damaged log
+    assert r.returncode != 0 and 'Traceback' not in r.stderr
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()]
+    assert r.stderr.startswith('error:') and 'responses.jsonl line 2' in r.stderr
