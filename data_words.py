@@ -216,7 +216,7 @@ break:broke,broken tear:tore,torn spill:spilt,spilled dig:dug grow:grew,grown fe
 drive:drove,driven lead:led win:won fall:fell,fallen sneak:snuck,sneaked begin:began,begun leave:left
 meet:met fight:fought forgive:forgave,forgiven show:showed,shown teach:taught lend:lent buy:bought
 sell:sold pay:paid spend:spent keep:kept freeze:froze,frozen blow:blew,blown shrink:shrank,shrunk
-stick:stuck mow:mowed,mown sew:sewed,sewn weave:wove,woven wind:wound sting:stung lean:leant,leaned weep:wept
+stick:stuck mow:mowed,mown sew:sewed,sewn weave:wove,woven wind:wound beat:beaten sting:stung lean:leant,leaned weep:wept
 sweep:swept leap:leapt,leaped say:said tell:told shine:shone,shined wear:wore,worn
 """)
 # Irregular plurals of NOUNS (the -f/-fe words, -man compounds and the old English ones).
@@ -227,7 +227,7 @@ cactus:cacti octopus:octopi
 """)
 # Irregular comparisons of ADJECTIVES.
 IRREGULAR_ADJECTIVES = _table("""
-good:better,best bad:worse,worst little:less,least
+little:less,least
 """)
 _NOUN_SET, _VERB_SET, _ADJECTIVE_SET = set(NOUNS), set(VERBS), set(ADJECTIVES)
 _VOWELS = 'aeiou'

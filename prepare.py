@@ -20,6 +20,7 @@ One run at a time writes a data_dir (a second is refused; the worker processes d
 lock, so after a kill -9 a re-run starts at once), and every setting is checked before any work.
 """
 import collections
+import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -36,7 +37,7 @@ from tqdm import tqdm
 import dirlock
 import stories
 import tokenizer as T
-from atomic_write import atomic_write
+from atomic_write import atomic_open, atomic_write
 from dataset import read_meta
 from progress import progress
 
@@ -397,43 +398,44 @@ def main():
 
 def clean_all(train_files, val_files, work, nproc):
     """Step 1: clean, drop duplicates (also of val stories in train), split, count chunks."""
-    seen = set()
-    report = {}
+    seen, totals = set(), {s: collections.Counter() for s in ('train', 'val')}
     chunks = (collections.Counter(), collections.Counter(), collections.Counter())
-    outs = {s: open(os.path.join(work, f'{s}.txt.tmp'), 'w', encoding='utf-8') for s in ('train', 'val')}
-    totals = {s: collections.Counter() for s in ('train', 'val')}
     passes = [('val', val_files), ('train', train_files)] if val_files else [(None, train_files)]
-    for fixed, files in passes:
-        jobs = ((b, fixed) for p in files for b in stories.read_blocks(p, block_bytes()))
-        size = sum(os.path.getsize(p) for p in files)
-        bar = progress(total=size, unit='B', unit_scale=True, desc=f"clean {fixed or 'train+val'}")
-        for out, stats in parallel(clean_block, jobs, nproc):
-            train_texts = []
-            for digest, draw, text, words in out:
-                split = fixed or ('val' if draw < val_fraction else 'train')
-                if digest in seen:
-                    totals[split]['dropped: duplicate'] += 1
-                    continue
-                seen.add(digest)
-                outs[split].write(text + '\n' + SEP + '\n')
-                t = totals[split]
-                t['stories'] += 1
-                t['bytes'] += len(text.encode('utf-8'))
-                t['words'] += words
-                if split == 'train':
-                    train_texts.append(text)
-            T.count_chunks(train_texts, *chunks)
-            # a block's raw counts go to the split its file feeds (held out: to train)
-            totals[fixed or 'train'].update(stats)
-            bar.update(stats['bytes in'])
-        bar.close()   # (not on an error: its last line would bury the message)
-    for s, f in outs.items():
-        f.close()
-        os.replace(f.name, os.path.join(work, f'{s}.txt'))
-    for s in ('train', 'val'):
-        report[s] = dict(totals[s], stories=totals[s]['stories'], bytes=totals[s]['bytes'])
+    with contextlib.ExitStack() as files:   # train.txt and val.txt appear only when complete
+        outs = {s: files.enter_context(atomic_open(os.path.join(work, f'{s}.txt'), 'w', encoding='utf-8'))
+                for s in ('train', 'val')}
+        for fixed, paths in passes:
+            clean_pass(paths, fixed, outs, seen, totals, chunks, nproc)
+    report = {s: dict(totals[s], stories=totals[s]['stories'], bytes=totals[s]['bytes']) for s in ('train', 'val')}
     report['chunks'] = [dict(c) for c in chunks]
     return report
+
+
+def clean_pass(paths, fixed, outs, seen, totals, chunks, nproc):
+    """Clean files into `outs` (split `fixed`, or each story by its draw), counting as it goes."""
+    jobs = ((b, fixed) for p in paths for b in stories.read_blocks(p, block_bytes()))
+    bar = progress(total=sum(os.path.getsize(p) for p in paths), unit='B', unit_scale=True,
+                   desc=f"clean {fixed or 'train+val'}")
+    for out, stats in parallel(clean_block, jobs, nproc):
+        train_texts = []
+        for digest, draw, text, words in out:
+            split = fixed or ('val' if draw < val_fraction else 'train')
+            if digest in seen:
+                totals[split]['dropped: duplicate'] += 1
+                continue
+            seen.add(digest)
+            outs[split].write(text + '\n' + SEP + '\n')
+            t = totals[split]
+            t['stories'] += 1
+            t['bytes'] += len(text.encode('utf-8'))
+            t['words'] += words
+            if split == 'train':
+                train_texts.append(text)
+        T.count_chunks(train_texts, *chunks)
+        # a block's raw counts go to the split its file feeds (held out: to train)
+        totals[fixed or 'train'].update(stats)
+        bar.update(stats['bytes in'])
+    bar.close()   # (not on an error: its last line would bury the message)
 
 
 def print_report(report):
@@ -458,8 +460,7 @@ def gpt2_ranks():
 
 
 def encode_split(txt_path, bin_path, ranks, spec, dtype, nproc):
-    """Step 3: stream the cleaned text through worker processes into a temp bin, then rename."""
-    tmp = bin_path + '.tmp'
+    """Step 3: stream the cleaned text through worker processes into the bin (atomically)."""
     eot = len(ranks)
 
     def jobs():
@@ -468,13 +469,12 @@ def encode_split(txt_path, bin_path, ranks, spec, dtype, nproc):
     name = 'gpt2' if spec['tokenizer'] == 'gpt2' else 'tinystories'
     bar = progress(total=os.path.getsize(txt_path), unit='B', unit_scale=True,
                    desc=f"encode {os.path.basename(bin_path)}")
-    with open(tmp, 'wb') as f:
+    with atomic_open(bin_path) as f:
         for ids, n in parallel(encode_block, jobs(), nproc, init_encoder, (ranks, spec['pat_str'], name)):
             f.write(ids.tobytes())
             bar.update(n)
         f.write(np.array([eot], dtype=dtype).tobytes())
     bar.close()
-    os.replace(tmp, bin_path)
 
 
 if __name__ == '__main__':

@@ -29,7 +29,7 @@ USED = [  # (word, text that uses it)
     ('travel', 'He traveled far.'), ('visit', 'We visited Grandma.'), ('tiptoe', 'She tiptoed in.'),
     ('ski', 'They went skiing.'), ('moo', 'The cow mooed.'), ('careful', 'Walk carefully.'),
     ('magic', 'It glowed magically.'), ('dream', 'He dreamt of cake.'), ('dream', 'He dreamed of cake.'),
-    ('cat', "The cat's tail."), ('ball', 'BALL!'), ('dog', 'The dogs barked.'),
+    ('beat', 'He had beaten the drum.'), ('cat', "The cat's tail."), ('ball', 'BALL!'), ('dog', 'The dogs barked.'),
 ]
 NOT_USED = [  # (word, text that only looks like it)
     ('car', 'I care about you.'), ('pin', 'A pine tree.'), ('hat', 'He hated it.'),
@@ -58,7 +58,7 @@ def test_the_tables_are_about_the_vocabulary_and_use_the_lists():
     assert len(USED) >= 40 and len(NOT_USED) >= 20
     assert set(IRREGULAR_VERBS) <= set(VERBS)
     assert set(IRREGULAR_NOUNS) <= set(NOUNS)
-    assert all(w in ADJECTIVES for w in IRREGULAR_ADJECTIVES if w in set(NOUNS + VERBS + ADJECTIVES))
+    assert set(IRREGULAR_ADJECTIVES) <= set(ADJECTIVES)
     # a word's forms follow its part of speech: nouns take no -ed, verbs no -er
     assert 'hated' not in word_forms('hat') and 'stopper' not in word_forms('stop')
 

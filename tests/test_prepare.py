@@ -263,25 +263,45 @@ def test_a_second_prepare_on_one_data_dir_is_refused(tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1
 
 
+def children(pid):
+    try:
+        with open(f'/proc/{pid}/task/{pid}/children') as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:
+        return []
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+
+
 def test_kill_9_mid_run_then_an_immediate_rerun_succeeds(tmp_path):
-    """The worker processes must not keep data_dir's lock once their parent is killed: a worker
-    busy with a big block outlives the kill by a second or two (without dirlock's at-fork close,
-    the re-run below is refused as 'in use')."""
+    """The worker processes must not keep data_dir's lock once their parent is killed: killed
+    as soon as its pool has started, prepare.py leaves workers busy with 2 MB blocks, and the
+    lock is free at once all the same (without dirlock's at-fork close it is not)."""
     import signal
     import time
+    import dirlock
     src = write_txt(tmp_path / 'a.txt', make_stories(40000))
     out = tmp_path / 'ds'
     args = [sys.executable, os.path.join(ROOT, 'prepare.py'), f'--source={src}', f'--data_dir={out}',
             '--vocab_size=280', '--workers=2', '--block_mb=2', '--val_fraction=0.01']
     p = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline and not (out / '.prepare' / 'train.txt.tmp').exists():
-        time.sleep(0.002)
-    time.sleep(0.2)                                    # the pool's workers are cleaning blocks
+    deadline, workers = time.time() + 60, []
+    while time.time() < deadline and len(workers) < 2 and p.poll() is None:
+        workers = children(p.pid)
+        time.sleep(0.001)
     p.send_signal(signal.SIGKILL)
     p.wait()
-    assert not (out / 'meta.json').exists()           # killed mid-run
-    run(*args[2:])                                      # not 'in use by another prepare.py run'
+    assert any(alive(w) for w in workers) or not workers   # (workers busy with their blocks)
+    dirlock.lock_dir(str(out), 'test')       # free at once, while those workers still run
+    dirlock.unlock_dir(str(out))
+    assert not (out / 'meta.json').exists()  # killed mid-run
+    run(*args[2:])                            # and an immediate re-run completes
     meta = json.load(open(out / 'meta.json'))
     assert meta['splits']['train']['stories'] + meta['splits']['val']['stories'] == 40000
 
