@@ -276,6 +276,8 @@ def why_unfinished(report):
     for key in ('failed', 'rejected'):
         if report.get(key):
             parts.append(f"{key}: " + ', '.join(f'{k} x{v}' for k, v in report[key].items()))
+    if any('Connection' in k or 'Timeout' in k for k in report.get('failed', {})):
+        parts.append(f'is the server at {base_url or "api.openai.com"} up?')
     return '; '.join(parts) or 'not answered'
 
 

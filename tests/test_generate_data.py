@@ -164,14 +164,17 @@ BAD_SETTINGS = [
     ['--backend=openai', '--max_tokens=0'], ['--backend=openai', '--min_words=700'],
     ['--backend=openai', '--timeout=0'], ['--backend=openai', '--max_retries=-1'],
     ['--backend=batch', '--poll_seconds=-1'], ['--backend=openai', '--base_url=localhost:8000/v1'],
-    ['--backend=openai', '--base_url=not a url'],
+    ['--backend=openai', '--base_url=not a url'], ['STORIES_DIR_IS_A_FILE'],
 ]
 
 
 @pytest.mark.parametrize('args', BAD_SETTINGS, ids=' '.join)
 def test_bad_settings_are_one_line_errors_before_any_work(tmp_path, args):
+    if args == ['STORIES_DIR_IS_A_FILE']:
+        (tmp_path / 'f').write_text('a file')
+        args = [f'--stories_dir={tmp_path / "f"}']
     with FakeOpenAI() as server:   # (not the base_url of these runs: it must see no request)
-        r = run_script(*args, f'--stories_dir={tmp_path}/s', '--yes', env=llm_env())
+        r = run_script(f'--stories_dir={tmp_path}/s', *args, '--yes', env=llm_env())
         assert server.chat_calls == 0
     assert r.returncode != 0, r.stdout
     lines = r.stderr.strip().splitlines()
@@ -285,6 +288,7 @@ def test_an_unreachable_server_exits_non_zero_and_says_how_many_are_unfinished(t
     assert r.returncode != 0 and 'Traceback' not in r.stderr
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith('error: 20 of 20 stories unfinished') and 'APIConnectionError' in last
+    assert f'is the server at http://127.0.0.1:{port}/v1 up?' in last
     assert 're-run' in last and time.time() - t0 < 20
 
 
