@@ -193,23 +193,131 @@ HOLDABLE_NOUNS = [n for n in NOUNS if n not in NOT_HOLDABLE]
 
 
 # ----------------------------------------------------------------------------- using a word
-# Irregular past forms of the vocabulary's verbs: a story that "ran" used the word "run".
-IRREGULAR = dict(pair.split(':') for pair in (
-    'run:ran eat:ate sing:sang swim:swam drink:drank ring:rang sit:sat dig:dug fly:flew throw:threw '
-    'blow:blew grow:grew draw:drew know:knew see:saw take:took shake:shook fall:fell hold:held '
-    'catch:caught bring:brought think:thought buy:bought teach:taught fight:fought seek:sought '
-    'find:found give:gave hide:hid bite:bit ride:rode write:wrote drive:drove wake:woke lose:lost '
-    'leave:left sleep:slept keep:kept sweep:swept feel:felt meet:met lead:led feed:fed hear:heard '
-    'tell:told sell:sold say:said pay:paid make:made stand:stood win:won spin:spun stick:stuck '
-    'swing:swung sting:stung hang:hung tear:tore wear:wore freeze:froze break:broke steal:stole '
-    'speak:spoke choose:chose forget:forgot shine:shone build:built lend:lent send:sent spend:spent '
-    'bend:bent begin:began come:came go:went do:did have:had get:got sweep:swept weep:wept').split())
+# Does a story use the word "run"? It does if it says "runs", "ran" or "running", and it does not
+# if it only says "rung" of a ladder. word_used answers with a set of candidate forms, made from
+# the word by the regular English rules and the table of irregular forms below, matched as whole
+# words: one readable rule each, instead of one regex that also matches "care" for "car".
+
+def _table(text):
+    """'run:ran,running ...' -> {'run': ('ran', 'running'), ...}"""
+    return {base: tuple(forms.split(',')) for base, forms in (p.split(':') for p in text.split())}
+
+
+# The past forms of every irregular verb in VERBS: complete (a verb listed here gets no regular
+# -ed, so "see" is not "seed"; verbs with both forms list both).
+IRREGULAR_VERBS = _table("""
+run:ran swim:swam,swum fly:flew,flown dive:dove,dived slide:slid swing:swung spin:spun throw:threw,thrown
+catch:caught hold:held hang:hung,hanged ring:rang,rung sing:sang,sung sleep:slept dream:dreamt,dreamed wake:woke,woken
+sit:sat stand:stood lie:lay,lain,lied kneel:knelt,kneeled bend:bent shake:shook,shaken eat:ate,eaten
+bite:bit,bitten drink:drank,drunk give:gave,given take:took,taken bring:brought send:sent find:found
+lose:lost hide:hid,hidden seek:sought see:saw,seen hear:heard feel:felt know:knew,known think:thought
+learn:learnt,learned smell:smelt,smelled forget:forgot,forgotten write:wrote,written draw:drew,drawn build:built
+break:broke,broken tear:tore,torn spill:spilt,spilled dig:dug grow:grew,grown feed:fed ride:rode,ridden
+drive:drove,driven lead:led win:won fall:fell,fallen sneak:snuck,sneaked begin:began,begun leave:left
+meet:met fight:fought forgive:forgave,forgiven show:showed,shown teach:taught lend:lent buy:bought
+sell:sold pay:paid spend:spent keep:kept freeze:froze,frozen blow:blew,blown shrink:shrank,shrunk
+stick:stuck mow:mowed,mown sew:sewed,sewn weave:wove,woven wind:wound beat:beaten sting:stung lean:leant,leaned weep:wept
+sweep:swept leap:leapt,leaped say:said tell:told shine:shone,shined wear:wore,worn
+""")
+# Irregular plurals of NOUNS (the -f/-fe words, -man compounds and the old English ones).
+IRREGULAR_NOUNS = _table("""
+mouse:mice goose:geese tooth:teeth foot:feet leaf:leaves wolf:wolves calf:calves elf:elves
+shelf:shelves scarf:scarves snowman:snowmen fireman:firemen policeman:policemen mailman:mailmen
+cactus:cacti octopus:octopi
+""")
+# Irregular comparisons of ADJECTIVES.
+IRREGULAR_ADJECTIVES = _table("""
+little:less,least
+""")
+_NOUN_SET, _VERB_SET, _ADJECTIVE_SET = set(NOUNS), set(VERBS), set(ADJECTIVES)
+_VOWELS = 'aeiou'
+
+
+def _ends_cvc(word):
+    """Consonant, one vowel, consonant at the end (hug, stop, big, visit): -ed/-ing/-er double
+    the last letter after it (hugged, stopping, bigger). w, x and y never double (snowed, fixed)."""
+    return (len(word) >= 3 and word[-1] not in _VOWELS + 'wxy' and word[-2] in _VOWELS
+            and word[-3] not in _VOWELS)
+
+
+def _one_syllable(word):
+    return len(re.findall('[aeiouy]+', word.rstrip('e') or word)) <= 1
+
+
+def _stems(word):
+    """The forms a suffix starting with a vowel (-ed, -ing, -er) attaches to: bake -> bak,
+    hug -> hugg, visit -> visit and visitt (only one-syllable words must double)."""
+    if word.endswith('e') and word[-2:] not in ('ee', 'oe', 'ye'):
+        return {word[:-1]}                           # bake -> baking, baked, baker
+    if _ends_cvc(word):
+        doubled = word + word[-1]
+        return {doubled} if _one_syllable(word) else {word, doubled}   # stop; travel(l)ed
+    return {word}
+
+
+def _plus_s(word):
+    """jumps, wishes, boxes, cries, potatoes/pianos, toys."""
+    if word.endswith(('s', 'x', 'z', 'ch', 'sh')):
+        return {word + 'es'}
+    if word.endswith('y') and word[-2:-1] not in _VOWELS:
+        return {word[:-1] + 'ies'}
+    if word.endswith('o') and word[-2:-1] not in _VOWELS:
+        return {word + 's', word + 'es'}
+    return {word + 's'}
+
+
+def _verb_forms(word):
+    """-ing and (unless the irregular table has the past) -ed."""
+    if word in IRREGULAR_VERBS:
+        return {s + 'ing' for s in _stems(word)} if not word.endswith('ie') else {word[:-2] + 'ying'}
+    if word.endswith('y') and word[-2:-1] not in _VOWELS:   # cry: cried, crying
+        return {word[:-1] + 'ied', word + 'ing'}
+    if word.endswith('e') and word[-2:-1] != 'i':            # bake: baked, baking; see: seeing
+        return {word + 'd'} | {s + 'ing' for s in _stems(word)}
+    if word.endswith('ie'):                                  # tie: tied, tying
+        return {word + 'd', word[:-2] + 'ying'}
+    return {s + suffix for s in _stems(word) for suffix in ('ed', 'ing')}
+
+
+def _adjective_forms(word):
+    if word.endswith('y') and word[-2:-1] not in _VOWELS:   # happy: happier, happiest, happily
+        i = word[:-1] + 'i'
+        return {i + 'er', i + 'est', i + 'ly', i + 'ness'}
+    if word.endswith('le') and word[-3:-2] not in _VOWELS:   # gentle: gently, gentler
+        return {word + 'r', word + 'st', word[:-1] + 'y', word + 'ness'}
+    if word.endswith('ic'):                                  # magic: magically
+        return {word + 'ally', word + 'al'}
+    forms = {s + suffix for s in _stems(word) for suffix in ('er', 'est')}
+    return forms | {word + ('y' if word.endswith('ll') else 'ly'), word + 'ness'}
+
+
+def word_forms(word):
+    """Every form of `word` that counts as using it: the word itself, its regular inflections
+    by part of speech (a word in no list gets them all), and its irregular forms."""
+    word = word.lower()
+    kinds = [k for k, s in (('noun', _NOUN_SET), ('verb', _VERB_SET), ('adj', _ADJECTIVE_SET))
+             if word in s] or ['noun', 'verb', 'adj']
+    forms = {word}
+    if 'noun' in kinds or 'verb' in kinds:
+        forms |= _plus_s(word)
+    if 'verb' in kinds:
+        forms |= _verb_forms(word)
+    if 'adj' in kinds:
+        forms |= _adjective_forms(word)
+    for table in (IRREGULAR_VERBS, IRREGULAR_NOUNS, IRREGULAR_ADJECTIVES):
+        forms |= set(table.get(word, ()))
+    return forms
+
+
+_patterns = {}
 
 
 def word_used(word, text):
-    """Does `text` use `word` in some form (jump, jumps, jumped, jumping; cry, cried; run, ran)?"""
-    stem = word[:-1] + '(?:y|i)' if word.endswith('y') and len(word) > 2 else \
-        re.escape(word[:-1] if word.endswith('e') and len(word) > 3 else word)
-    forms = [stem + re.escape(word[-1]) + '?'] + ([re.escape(IRREGULAR[word])] if word in IRREGULAR else [])
-    endings = r'(?:e|s|es|d|ed|ing|er|ers|est|y|ly|ies|ied|ier|iest|ily|en)?'
-    return re.search(r'\b(?:' + '|'.join(forms) + ')' + endings + r'\b', text, re.IGNORECASE) is not None
+    """Does `text` use `word` in some form: jump/jumps/jumped/jumping, cry/cried, run/ran,
+    mouse/mice, happy/happily, big/bigger? Whole words only, any case: "car" is not in
+    "care", nor "hat" in "hated"."""
+    pattern = _patterns.get(word)
+    if pattern is None:
+        alternatives = '|'.join(sorted(map(re.escape, word_forms(word)), key=len, reverse=True))
+        pattern = _patterns[word] = re.compile(r"(?<!\w)(?:" + alternatives + r")(?!\w)", re.IGNORECASE)
+    return pattern.search(text) is not None

@@ -13,21 +13,27 @@ Backends: `offline` writes template stories with no network (the demo and the te
 OpenAI Batch API (half price, results within 24 h). Both paid paths go through llm.py.
 
 Output: append-only shards stories_dir/stories-00000.jsonl, ... with one record per story
-(DESIGN.md: id, story, instruction {"prompt:", words, features}, summary, sentence, source).
+(docs/contracts.md: id, story, instruction {"prompt:", words, features}, summary, sentence, source).
 Story i of a seed always has the same id and prompt, so a killed run re-run with the same
 command writes exactly the stories still missing: nothing lost, nothing twice, and (through
 llm.py's response log in stories_dir/.state/) no answer already received is paid for again.
+One run at a time writes a stories_dir (a second is refused), impossible settings are refused
+before any request, and a run that leaves stories unfinished exits non-zero saying why.
 """
 import json
+import math
 import os
 import random
 import re
-import sys
-import time
+from urllib.parse import urlparse
 
+import dirlock
 from atomic_write import atomic_write
 from configurator import configure
 from data_words import ADJECTIVES, HOLDABLE_NOUNS, NOUNS, VERBS, word_used
+from jsonl import append_jsonl, read_jsonl, repair_jsonl
+from offline_stories import offline_story
+from progress import progress
 
 # -----------------------------------------------------------------------------
 backend = 'offline'        # offline | openai | batch
@@ -41,6 +47,7 @@ model = 'gpt-4.1-mini'
 base_url = ''              # empty: api.openai.com; else any OpenAI-compatible server (vLLM, Ollama, ...)
 api_key_env = 'OPENAI_API_KEY'
 concurrency = 32
+max_retries = 6            # per request, for transient faults (429, 5xx, timeouts)
 max_requests = 0           # 0: no limit on requests sent by this run
 max_cost_usd = 0.0         # 0: no limit; else stop sending once this much is spent
 yes = False                # skip the confirmation before a paid run
@@ -96,284 +103,6 @@ def make_prompt(words, features, instruct=False):
     return text
 
 
-# ----------------------------------------------------------------------------- offline stories
-NAMES_GIRL = ('Lily Mia Sue Amy Lucy Emma Anna Ella Zoe Kate Rose Ruby Daisy Molly Sara Jane Lila '
-              'Maya Ivy Nora Bella Chloe Grace Hannah Sophie Tina Wendy Pam Kim Jill').split()
-NAMES_BOY = ('Tim Ben Tom Max Sam Jack Leo Finn Jake Timmy Billy Joe Bob Dan Ned Oscar Leo Theo '
-             'Noah Luke Eli Owen Henry Jim Ted Rex Milo Toby Alex Kevin').split()
-KINDS = [('girl', 'f'), ('boy', 'm'), ('bunny', None), ('puppy', None), ('kitten', None),
-         ('bear', None), ('duck', None), ('mouse', None), ('fox', None), ('bird', None),
-         ('squirrel', None), ('frog', None), ('pig', None), ('lamb', None)]
-TRAITS = ('happy curious kind cheerful brave shy playful gentle clever little sweet busy '
-          'friendly silly careful').split()
-PLACES = ['in the park', 'in the garden', 'in the forest', 'at the beach', 'in the big field',
-          'in the backyard', 'at the playground', 'at the farm', 'in the meadow', 'on the hill',
-          'by the pond', 'at the lake', 'at the zoo', 'in the woods', 'by the river']
-HOBBIES = ['play with {his} toys', 'run in the grass', 'look at the clouds', 'sing songs',
-           'draw pictures', 'pick flowers', 'jump in puddles', 'build with blocks',
-           'read books with {his} mom', 'help {his} dad in the garden', 'watch the birds',
-           'play hide and seek', 'swing on the swing', 'bake cookies with {his} grandma',
-           'splash in the bath', 'dance to music', 'count the stars at night', 'ride {his} red bike',
-           'make sand castles', 'feed the ducks', 'play ball with {his} friends', 'paint with bright colors']
-HELPERS = ['mom', 'dad', 'grandma', 'grandpa', 'big sister', 'big brother']
-WEATHER = ['The sun was shining and the birds were singing.', 'The sky was blue and the air was warm.',
-           'It was a bright and sunny day.', 'A soft wind was blowing through the trees.',
-           'There were big white clouds in the sky.', 'The grass was green and wet from the rain.',
-           'It was a cold morning, and the ground was covered with frost.',
-           'The leaves were red and yellow, and they fell down slowly.', 'Little bugs were buzzing in the flowers.',
-           'The air smelled like rain and fresh grass.', 'It was warm, and the bees were busy.',
-           'A little rain had fallen, and everything was shiny and wet.']
-FEELINGS_GOOD = ['happy', 'glad', 'excited', 'proud', 'so happy']
-FEELINGS_BAD = ['sad', 'upset', 'scared', 'worried', 'very sad']
-MORALS = {
-    'share': ['sharing is better than keeping things to yourself', 'it is good to share with friends',
-              'playing together is more fun than playing alone'],
-    'stuck': ['asking for help is a good thing to do', 'being patient can solve big problems',
-              'friends can do hard things together'],
-    'lost': ['it is important to take care of your things', 'you should always look carefully',
-             'good friends help you when you are sad'],
-    'broken': ['telling the truth is always the right thing', 'saying sorry can fix a friendship',
-               'being gentle keeps things safe'],
-    'taken': ['being kind to animals makes new friends', 'it is better to ask nicely than to be angry',
-              'sharing can turn a problem into a friend'],
-    'scared': ['being brave means trying even when you are scared', 'things are not always as scary as they look',
-               'it is good to stay close to the people who love you'],
-}
-BAD_MORALS = {
-    'taken': 'you should keep an eye on the things you love',
-    'share': 'being greedy can make you lose what you want',
-    'stuck': 'you should listen when someone tells you to be careful',
-    'lost': 'you should keep your things close to you',
-    'broken': 'you should be careful with things that can break',
-    'scared': 'you should listen to your mom and dad when they warn you',
-}
-
-
-def article(word):
-    """'a' or 'an', by the sound of the word's start (good enough for this vocabulary)."""
-    w = word.lower()
-    if w.startswith(('uni', 'use', 'usu', 'one')):
-        return 'a'
-    return 'an' if w[0] in 'aeiou' or w.startswith(('hour', 'honest')) else 'a'
-
-
-class Character:
-    def __init__(self, rng, avoid=None):
-        kind, sex = rng.choice(KINDS)
-        sex = sex or rng.choice('fm')
-        names = NAMES_GIRL if sex == 'f' else NAMES_BOY
-        self.name = rng.choice([n for n in names if n != avoid])
-        self.kind = kind
-        self.he, self.him, self.his = ('she', 'her', 'her') if sex == 'f' else ('he', 'him', 'his')
-        self.He = self.he.capitalize()
-        self.His = self.his.capitalize()
-
-
-def offline_story(spec):
-    """A short, simple, grammatical story from a spec's words and features: a hero, a thing,
-    a problem (a conflict with a friend, or a mishap), and a happy or a bad ending, with the
-    features switched on or off. Built from many small alternatives, so stories vary a lot."""
-    rng = spec['rng']
-    verb, noun, adj = spec['words']
-    feats = set(spec['features'])
-    dialogue, twist, bad = 'Dialogue' in feats, 'Twist' in feats, 'BadEnding' in feats
-    moral, fore, conflict = 'MoralValue' in feats, 'Foreshadowing' in feats, 'Conflict' in feats
-    hero = Character(rng)
-    pal = Character(rng, avoid=hero.name)
-    helper = rng.choice(HELPERS)
-    at_place = rng.choice(PLACES)
-    place = at_place.split(' ', 2)[2]   # 'in the park' -> 'park'
-    thing = f'{adj} {noun}'
-    a_thing = f'{article(adj)} {thing}'
-    # the problem: a conflict with a friend when asked for, otherwise a mishap
-    problem = 'share' if conflict and rng.random() < 0.6 else rng.choice(['stuck', 'lost', 'broken', 'scared', 'taken'])
-    animal = rng.choice(['a naughty monkey', 'a big black crow', 'a hungry goat', 'a fast little dog',
-                         'a sneaky squirrel', 'a silly seagull'])
-    if conflict and problem != 'share':
-        problem = rng.choice(['broken', 'share'])
-    H, P = hero, pal
-    n, pn = H.name, P.name
-    say = lambda who, line: rng.choice([f'"{line}" said {who}.', f'{who} said, "{line}"'])  # noqa: E731
-
-    paras = []
-    # 1. who, where, and the verb
-    intro = rng.choice([
-        f'Once upon a time, there was a {rng.choice(TRAITS)} little {H.kind} named {n}.',
-        f'Once upon a time, in a {rng.choice(["small", "quiet", "pretty", "sunny"])} town, there lived a {H.kind} called {n}.',
-        f'One day, a {rng.choice(TRAITS)} {H.kind} named {n} woke up very early.',
-        f'{n} was a {rng.choice(TRAITS)} little {H.kind} who lived in a {rng.choice(["small", "cozy", "big", "yellow"])} house.',
-        f'There once was a little {H.kind} named {n}.',
-        f'In a little house near the woods, there lived a {rng.choice(TRAITS)} {H.kind}. {H.His} name was {n}.',
-        f'{n} was a little {H.kind} with a big smile.',
-    ])
-    hobby = rng.choice(HOBBIES).format(his=H.his)
-    s = [intro, f'{H.He} loved to {hobby}.']
-    s.append(rng.choice([
-        f'But most of all, {H.he} liked to {verb}.',
-        f'{H.He} also liked to {verb} with {H.his} friend {pn}, a {rng.choice(TRAITS)} {P.kind}.',
-        f'Every day, {H.he} would {verb} with {H.his} {helper}.',
-        f'{H.His} {helper} always said that {H.he} was very good at trying to {verb}.',
-    ]))
-    if fore:
-        if problem in ('stuck', 'lost', 'broken', 'scared'):
-            warn = {'stuck': 'Do not go too far', 'lost': 'Keep your things close',
-                    'broken': 'Be gentle with your things', 'scared': 'Stay close to me'}[problem]
-            s.append(f'{H.His} {helper} always told {H.him}, "{warn}, {n}."' if dialogue else
-                     f'{H.His} {helper} always told {H.him} to be careful, but {n} did not always listen.')
-        else:
-            s.append(f'{n} did not know that this day would teach {H.him} something new.')
-    paras.append(' '.join(s))
-
-    # 2. the thing
-    when = 'Later that morning' if 'woke up' in intro else rng.choice(['One day', 'One morning', 'One afternoon', 'The next day'])
-    s = [f'{when}, {n} went to the {place} with {H.his} {helper}.', rng.choice(WEATHER)]
-    s.append(rng.choice([
-        f'Under a tree, {n} saw {a_thing}.',
-        f'Near a big rock, {n} found {a_thing}.',
-        f'There, {H.he} saw {a_thing} on the ground.',
-        f'Soon {H.he} saw something strange. It was {a_thing}!',
-    ]))
-    s.append(rng.choice([
-        f'{n} was {rng.choice(FEELINGS_GOOD)}. {H.He} had never seen anything like it.',
-        f'{H.He} picked it up and looked at it for a long time.',
-        f'It was the best thing {H.he} had ever seen.',
-    ]))
-    s.append(rng.choice([
-        f'The {noun} was {adj}, and it felt {rng.choice(["soft", "smooth", "warm", "cool", "funny"])} in {H.his} hands.',
-        f'{H.He} ran to show it to {H.his} {helper}.',
-        f'{H.He} held it close and smiled.',
-        f'{H.He} turned it around and looked at every side of it.',
-    ]))
-    if dialogue:
-        s.append(say(n, rng.choice([f'Look at this {noun}! Can I keep it?', f'Wow, what {a_thing}!',
-                                    f'I want to {verb} with this {noun}!'])))
-        s.append(say(f'{H.His} {helper}', rng.choice(['Yes, but be careful with it.', 'It is very nice. Take good care of it.',
-                                                      'Okay, but share it with your friends.'])))
-    paras.append(' '.join(s))
-
-    # the fun part: playing with the thing (and the verb again)
-    s = [rng.choice([
-        f'{n} played with the {noun} all morning.',
-        f'For a long time, {n} and the {noun} had so much fun.',
-        f'{n} took the {noun} everywhere {H.he} went.',
-    ])]
-    s.append(rng.choice([
-        f'{H.He} tried to {verb} with it, and {H.he} laughed and laughed.',
-        f'{H.He} showed {pn} how to {verb}, and {pn} clapped.',
-        f'When {H.he} tried to {verb}, the {noun} seemed to help {H.him}.',
-        f'{H.He} made up a game where you had to {verb} and then jump three times.',
-    ]))
-    s.append(rng.choice([
-        f'The birds watched from the trees.', f'{H.His} {helper} sat on a bench and smiled.',
-        f'Time went by very fast.', f'{n} thought it was the best day ever.',
-        f'A little bird came to look, and then it flew away.',
-    ]))
-    if dialogue and rng.random() < 0.5:
-        s.append(say(pn, rng.choice([f'What a {adj} {noun}!', f'Can I see it, {n}?', 'That looks like fun!'])))
-    paras.append(' '.join(s))
-
-    # 3. the problem
-    s = []
-    if problem == 'share':
-        s.append(f'Then {pn} the {P.kind} came to the {place}. {pn} saw the {noun} and wanted it too.')
-        if dialogue:
-            s.append(say(pn, f'Give me the {noun}! I want to play with it!'))
-            s.append(say(n, f'No, it is mine! I found it first.'))
-        else:
-            s.append(f'{pn} asked for the {noun}, but {n} said no. {H.He} wanted to keep it all for {H.him}self.')
-        s.append(f'They both pulled and pulled. They were both {rng.choice(["angry", "upset", "mad"])}.')
-    elif problem == 'stuck':
-        s.append(rng.choice([f'Then the wind blew, and the {noun} flew up into a tall tree.',
-                             f'Then {n} threw the {noun} up high, and it got stuck on a branch.',
-                             f'Then the {noun} rolled away and fell into the pond.']))
-        s.append(f'{n} tried to reach it, but {H.he} was too small.')
-        if dialogue:
-            s.append(say(n, 'Oh no! How can I get it back?'))
-    elif problem == 'lost':
-        s.append(f'{n} played and played. When {H.he} wanted to {verb} again, the {noun} was gone!')
-        s.append(f'{H.He} looked under the bench and behind the tree, but {H.he} could not find it.')
-        if dialogue:
-            s.append(say(n, f'Where is my {noun}?'))
-    elif problem == 'broken':
-        s.append(f'{n} wanted to show the {noun} to {pn}. But {H.he} ran too fast, and {H.he} fell down.')
-        s.append(f'The {noun} hit the ground and it broke!')
-        if dialogue:
-            s.append(say(n, f'Oh no, my {noun}!'))
-    elif problem == 'taken':
-        s.append(f'Suddenly, {animal} came by. It grabbed the {noun} and took it away!')
-        s.append(rng.choice([f'{n} ran after it as fast as {H.he} could.', f'{n} could not believe it.']))
-        if dialogue:
-            s.append(say(n, f'Stop! Come back with my {noun}!'))
-    else:  # scared
-        s.append(rng.choice(['Suddenly, there was a loud noise behind the bushes.',
-                             'Then the sky got dark, and a big storm began.',
-                             'Then a big dog ran out from behind the trees.']))
-        s.append(f'{n} was scared. {H.He} held the {noun} very tight.')
-        if dialogue:
-            s.append(say(n, f'I am scared! {helper.capitalize()}, where are you?'))
-    if twist:
-        s.append(rng.choice([
-            f'But then something surprising happened. The {noun} began to glow, and a tiny voice said hello.'
-            if dialogue else f'But then something surprising happened. The {noun} began to glow and sing a little song.',
-            f'But then {n} saw something {H.he} did not expect. It was not {H.his} {noun} at all. It was {pn}\'s {noun}, and {pn} had lost it!',
-            f'But the big surprise was that the {noun} was not {adj} at all. It was just dirty!',
-        ]))
-    paras.append(' '.join(s))
-
-    # 4. the ending
-    s = []
-    if not bad:
-        fix = {
-            'share': [f'Then {n} had an idea. They could {verb} with the {noun} together!',
-                      f'{n} stopped pulling and gave the {noun} to {pn}. {pn} smiled and asked {H.him} to play too.'],
-            'stuck': [f'{n} asked {H.his} {helper} for help. {H.His} {helper} got a long stick and got the {noun} back.',
-                      f'{pn} the {P.kind} came to help. {P.He} climbed up and got the {noun} back.'],
-            'lost': [f'{pn} the {P.kind} helped {n} look. At last, they found the {noun} under some leaves.',
-                     f'{n} looked one more time, and there it was, next to {H.his} {helper}!'],
-            'broken': [f'{n} told {H.his} {helper} what happened. Together they fixed the {noun} with some glue.',
-                       f'{pn} said sorry for making {n} run, and they fixed the {noun} together.'],
-            'taken': [f'{n} did not get angry. {H.He} gave the animal a piece of bread, and it dropped the {noun}.',
-                      f'The animal only wanted to play. It brought the {noun} back, and now {n} had a new friend.'],
-            'scared': [f'Then {H.his} {helper} came and gave {n} a big hug. It was only a little cat!',
-                       f'{n} was brave. {H.He} stayed still, and soon everything was quiet again.'],
-        }[problem]
-        s.append(rng.choice(fix))
-        if dialogue:
-            s.append(say(n, rng.choice(['Thank you!', 'I am so happy now!', f'Let\'s {verb} together every day!'])))
-        s.append(rng.choice([f'{n} and {pn} played until the sun went down.',
-                             f'From that day on, {n} always took good care of the {noun}.',
-                             f'{n} went home with a big smile on {H.his} face.',
-                             f'That night, {n} went to bed {rng.choice(FEELINGS_GOOD)}.',
-                             f'It was the best day, and {n} never forgot it.',
-                             f'When they got home, {n} told everyone about the {adj} {noun}.']))
-        if moral:
-            s.append(f'{n} learned that {rng.choice(MORALS[problem])}.')
-    else:
-        end = {
-            'share': f'They pulled so hard that the {noun} broke into pieces. Now nobody could {verb} with it.',
-            'stuck': f'{n} tried and tried, but {H.he} could not get the {noun} back. {H.He} had to go home without it.',
-            'lost': f'They looked until it was dark, but the {noun} was gone forever.',
-            'broken': f'{H.His} {helper} tried to fix it, but the {noun} was broken for good.',
-            'scared': f'{n} ran home so fast that {H.he} dropped the {noun}, and {H.he} never saw it again.',
-            'taken': f'The animal ran into the trees, and the {noun} was gone. {n} never got it back.',
-        }[problem]
-        s.append(end)
-        s.append(f'{n} was {rng.choice(FEELINGS_BAD)}. {H.He} cried all the way home.')
-        if dialogue:
-            s.append(say(f'{H.His} {helper}', rng.choice(['I am sorry, my dear.', 'Next time, please be more careful.'])))
-        if moral:
-            s.append(f'{n} learned that {BAD_MORALS[problem]}.')
-    paras.append(' '.join(s))
-    story = '\n\n'.join(paras)
-
-    ending = 'and it ends sadly' if bad else 'and it ends happily'
-    what = {'share': f'{pn} wants it too', 'stuck': 'it gets stuck', 'lost': 'it gets lost',
-            'broken': 'it breaks', 'scared': f'something scares {H.him}',
-            'taken': f'{animal} takes it'}[problem]
-    summary = f'A little {H.kind} named {n} finds {a_thing} {at_place}, but {what}, {ending}.'
-    return story, summary
-
-
 SENTENCE_RE = re.compile(r'[^.!?]*[.!?]+"?')
 
 
@@ -383,6 +112,80 @@ def pick_sentence(story, rng):
     return rng.choice(sentences) if sentences else story.split('\n')[0]
 
 
+# ----------------------------------------------------------------------------- the settings
+def check_settings():
+    """Refuse impossible settings before anything is written or any request is sent."""
+    def need(ok, msg):
+        if not ok:
+            raise SystemExit(f"error: {msg}")
+    finite = lambda x: isinstance(x, (int, float)) and math.isfinite(x)  # noqa: E731
+    need(backend in ('offline', 'openai', 'batch'), f"--backend must be offline, openai or batch, not {backend!r}")
+    need(num_stories >= 1, f"--num_stories={num_stories}: must be at least 1")
+    need(shard_size >= 1, f"--shard_size={shard_size}: must be at least 1")
+    if backend == 'offline':
+        return
+    need(concurrency >= 1, f"--concurrency={concurrency}: must be at least 1")
+    need(max_retries >= 0 and max_rejects >= 0, "--max_retries and --max_rejects must be >= 0")
+    need(max_requests >= 0, f"--max_requests={max_requests}: must be >= 0 (0: no limit)")
+    need(finite(max_cost_usd) and max_cost_usd >= 0, f"--max_cost_usd={max_cost_usd}: must be >= 0 (0: no limit)")
+    need(max_tokens >= 1, f"--max_tokens={max_tokens}: must be at least 1")
+    need(finite(temperature) and 0 <= temperature <= 2, f"--temperature={temperature}: must be in [0, 2]")
+    need(finite(timeout) and timeout > 0, f"--timeout={timeout}: must be > 0 seconds")
+    need(finite(poll_seconds) and poll_seconds >= 0, f"--poll_seconds={poll_seconds}: must be >= 0")
+    need(0 <= min_words <= max_words, f"--min_words={min_words} and --max_words={max_words}: need "
+                                      "0 <= min_words <= max_words, or every answer is rejected")
+    need(min_words <= max_tokens, f"--min_words={min_words} cannot fit in --max_tokens={max_tokens} "
+                                  "(a word is at least one token): raise max_tokens or lower min_words")
+    need(model.strip() != '', "--model is empty")
+    url = urlparse(base_url)
+    need(not base_url or (url.scheme in ('http', 'https') and url.netloc),
+         f"--base_url={base_url!r} is not an http(s) URL (e.g. http://localhost:8000/v1)")
+
+
+# ----------------------------------------------------------------------------- the shards
+class ShardWriter:
+    """Append-only JSONL shards, through jsonl.py: a kill -9 can leave at most one torn last
+    line, cut off when the shards are opened again. Records wait in memory until flush(),
+    which appends them whole lines at a time and fsyncs (what a kill loses is made again)."""
+
+    def __init__(self, dirname, shard_size):
+        self.dir, self.shard_size = dirname, shard_size
+        os.makedirs(os.path.join(dirname, '.state'), exist_ok=True)
+        self.done, self.pending = set(), []
+        self.shard, self.lines = 0, 0
+        for name in sorted(os.listdir(dirname)):
+            m = SHARD_RE.match(name)
+            if m:
+                path = os.path.join(dirname, name)
+                repair_jsonl(path)
+                records = read_jsonl(path)
+                self.done.update(r['id'] for r in records)
+                self.shard, self.lines = int(m.group(1)), len(records)
+
+    def path(self):
+        return os.path.join(self.dir, f'stories-{self.shard:05d}.jsonl')
+
+    def write(self, record):
+        """Add a record unless its id is already there; True when added."""
+        if record['id'] in self.done:
+            return False
+        self.pending.append(record)
+        self.done.add(record['id'])
+        return True
+
+    def flush(self):
+        while self.pending:
+            if self.lines >= self.shard_size:
+                self.shard, self.lines = self.shard + 1, 0
+            take = self.pending[:self.shard_size - self.lines]
+            append_jsonl(self.path(), take)
+            self.pending = self.pending[len(take):]
+            self.lines += len(take)
+
+    close = flush
+
+
+# ----------------------------------------------------------------------------- offline
 def offline_record(seed, index, instruct):
     spec = story_spec(seed, index, HOLDABLE_NOUNS)
     story, summary = offline_story(spec)
@@ -394,97 +197,14 @@ def offline_record(seed, index, instruct):
             'source': 'offline'}
 
 
-# ----------------------------------------------------------------------------- the shards
-class ShardWriter:
-    """Append-only JSONL shards. A kill -9 can leave at most one torn last line, which
-    open() cuts off; records are written whole lines at a time and fsynced by flush()."""
-
-    def __init__(self, dirname, shard_size):
-        self.dir, self.shard_size = dirname, shard_size
-        os.makedirs(os.path.join(dirname, '.state'), exist_ok=True)
-        self.done = set()
-        self.shard, self.lines, self.f = 0, 0, None
-        for name in sorted(os.listdir(dirname)):
-            m = SHARD_RE.match(name)
-            if not m:
-                continue
-            path = os.path.join(dirname, name)
-            self._repair(path)
-            lines = 0
-            with open(path, encoding='utf-8') as f:
-                for line in f:
-                    self.done.add(json.loads(line)['id'])
-                    lines += 1
-            self.shard, self.lines = int(m.group(1)), lines
-
-    @staticmethod
-    def _repair(path):
-        """Cut a torn (newline-less) last line, left by a kill in the middle of a write."""
-        with open(path, 'rb+') as f:
-            data = f.read()
-            if data and not data.endswith(b'\n'):
-                f.truncate(data.rfind(b'\n') + 1)
-
-    def write(self, record):
-        if record['id'] in self.done:
-            return False
-        if self.f is None or self.lines >= self.shard_size:
-            if self.f is not None:
-                self.flush()
-                self.f.close()
-            if self.lines >= self.shard_size:
-                self.shard, self.lines = self.shard + 1, 0
-            self.f = open(os.path.join(self.dir, f'stories-{self.shard:05d}.jsonl'), 'a', encoding='utf-8')
-        self.f.write(json.dumps(record, ensure_ascii=False) + '\n')
-        self.lines += 1
-        self.done.add(record['id'])
-        return True
-
-    def flush(self):
-        if self.f is not None:
-            self.f.flush()
-            os.fsync(self.f.fileno())
-
-    def close(self):
-        if self.f is not None:
-            self.flush()
-            self.f.close()
-            self.f = None
-
-
-# ----------------------------------------------------------------------------- the run
 def run_offline(writer, wanted):
-    from tqdm import tqdm
-    t0 = time.time()
     kept = 0
-    for i in tqdm(wanted, desc='offline stories', unit='story', mininterval=0.5):
+    for i in progress(wanted, desc='offline stories', unit='story', mininterval=0.5):
         kept += writer.write(offline_record(seed, i, instruct))
         if kept % 2000 == 0:
             writer.flush()
     writer.flush()
-    return {'stories_kept': kept, 'seconds': round(time.time() - t0, 2)}
-
-
-def main():
-    configure(globals())
-    if backend not in ('offline', 'openai', 'batch'):
-        raise SystemExit(f"error: --backend must be offline, openai or batch, not {backend!r}")
-    if num_stories < 0 or shard_size < 1:
-        raise SystemExit("error: --num_stories must be >= 0 and --shard_size >= 1")
-    writer = ShardWriter(stories_dir, shard_size)
-    wanted = [i for i in range(num_stories) if f'{seed}-{i:08d}' not in writer.done]
-    print(f'generate_data: {len(writer.done)} stories already in {stories_dir}, '
-          f'{len(wanted)} to make with backend={backend}')
-    try:
-        if backend == 'offline':
-            report = run_offline(writer, wanted)
-        else:
-            report = run_llm(writer, wanted)
-    finally:
-        writer.close()
-    report['stories_in_dir'] = len(writer.done)
-    atomic_write(os.path.join(stories_dir, '.state', 'report.json'), json.dumps(report, indent=2) + '\n')
-    print('generate_data: ' + ', '.join(f'{k}={v}' for k, v in report.items()))
+    return {'stories_kept': kept, 'unfinished': 0}
 
 
 # ----------------------------------------------------------------------------- LLM answers
@@ -526,30 +246,60 @@ def run_llm(writer, wanted):
     requests = [{'custom_id': cid, 'params': params, 'messages': [
         {'role': 'user', 'content': make_prompt(sp['words'], sp['features'], instruct)}]}
         for cid, sp in specs.items()]
-    written = [0]
 
     def on_result(req, result):
         sp = specs[req['custom_id']]
         story, summary = split_answer(result['text'])
-        record = {'id': sp['id'], 'story': story,
-                  'instruction': {'prompt:': req['messages'][0]['content'], 'words': sp['words'],
-                                  'features': sp['features']},
-                  'summary': summary if instruct else '',
-                  'sentence': pick_sentence(story, sp['rng']), 'source': model}
-        written[0] += writer.write(record)
-        if written[0] % 100 == 0:
-            writer.flush()     # (answers are safe in llm's fsynced log already)
+        writer.write({'id': sp['id'], 'story': story,
+                      'instruction': {'prompt:': req['messages'][0]['content'], 'words': sp['words'],
+                                      'features': sp['features']},
+                      'summary': summary if instruct else '',
+                      'sentence': pick_sentence(story, sp['rng']), 'source': model})
+        if len(writer.pending) >= 100:
+            writer.flush()     # (the answers are safe in llm's fsynced log already)
 
     report = llm.run(requests, os.path.join(stories_dir, '.state', 'llm'),
                      validate=lambda req, text: check_answer(specs[req['custom_id']], text),
                      on_result=on_result, backend=backend, model=model, base_url=base_url,
                      api_key_env=api_key_env, concurrency=concurrency, max_requests=max_requests,
-                     max_cost_usd=max_cost_usd, yes=yes, timeout=timeout, max_rejects=max_rejects,
-                     poll_seconds=poll_seconds, desc='stories')
+                     max_cost_usd=max_cost_usd, yes=yes, timeout=timeout, max_retries=max_retries,
+                     max_rejects=max_rejects, poll_seconds=poll_seconds, desc='stories')
     writer.flush()
-    report['stories_kept'] = written[0]
+    report['stories_kept'] = report['kept']
     report['unfinished'] = len(report['unfinished'])
     return report
+
+
+def why_unfinished(report):
+    """'stopped at max_requests; failed: http 500 x12; rejected: too short x3' (from llm's report)."""
+    parts = [f"stopped: {report['stopped']}"] if report.get('stopped') else []
+    for key in ('failed', 'rejected'):
+        if report.get(key):
+            parts.append(f"{key}: " + ', '.join(f'{k} x{v}' for k, v in report[key].items()))
+    if any('Connection' in k or 'Timeout' in k for k in report.get('failed', {})):
+        parts.append(f'is the server at {base_url or "api.openai.com"} up?')
+    return '; '.join(parts) or 'not answered'
+
+
+# ----------------------------------------------------------------------------- the run
+def main():
+    configure(globals())
+    check_settings()
+    dirlock.lock_dir(stories_dir, 'generate_data.py run')
+    writer = ShardWriter(stories_dir, shard_size)
+    wanted = [i for i in range(num_stories) if f'{seed}-{i:08d}' not in writer.done]
+    print(f'generate_data: {len(writer.done)} stories already in {stories_dir}, '
+          f'{len(wanted)} to make with backend={backend}')
+    try:
+        report = run_offline(writer, wanted) if backend == 'offline' else run_llm(writer, wanted)
+    finally:
+        writer.close()
+    report['stories_in_dir'] = len(writer.done)
+    atomic_write(os.path.join(stories_dir, '.state', 'report.json'), json.dumps(report, indent=2) + '\n')
+    print('generate_data: ' + ', '.join(f'{k}={v}' for k, v in report.items()))
+    if report['unfinished']:
+        raise SystemExit(f"error: {report['unfinished']} of {len(wanted)} stories unfinished "
+                         f"({why_unfinished(report)}); re-run the same command to continue them")
 
 
 if __name__ == '__main__':

@@ -43,7 +43,11 @@ def repair_jsonl(path):
     """Cut a torn last line off, so that appends start on a fresh line."""
     if not os.path.exists(path):
         return
-    size, keep = os.path.getsize(path), len(_complete_lines(path))
+    with open(path, 'rb') as f:      # the usual case, a whole last line, costs one byte's read
+        size = f.seek(0, os.SEEK_END)
+        if size == 0 or (f.seek(-1, os.SEEK_END) and f.read(1) == b'\n'):
+            return
+    keep = len(_complete_lines(path))
     if keep < size:
         with open(path, 'r+b') as f:
             f.truncate(keep)

@@ -21,7 +21,7 @@ Public API (stable):
              result = {"custom_id", "text", "usage": {"prompt_tokens", "completion_tokens"},
              "cached": bool}. Called from the caller's thread (the asyncio loop's), never twice
              for one custom_id in a run.
-  settings   the keys every stage shares (DESIGN.md): backend ("openai" | "batch"), model,
+  settings   the keys every stage shares (docs/contracts.md): backend ("openai" | "batch"), model,
              base_url ('' for api.openai.com), api_key_env ("OPENAI_API_KEY"), concurrency,
              max_requests (0: none; requests sent by this run, retries included), max_cost_usd
              (0: none; the spend recorded in state_dir, earlier runs included), yes; and
@@ -41,7 +41,10 @@ Public API (stable):
 
 Before a paid run it prints an estimate and goes on only with yes=True or a "y" typed at a
 terminal; without a terminal and without yes it stops with a one-line error. The API key is
-read from the environment variable named by api_key_env and is never printed or written.
+read from the environment variable named by api_key_env and is never printed or written: every
+message printed passes through mask(), since a server may echo the key in an error. Five requests
+in a row that fail after all their retries stop the run (the server is down or broken): the report
+says why, and a re-run continues. The Batch API backend is in llm_batch.py.
 """
 import asyncio
 import json
@@ -51,7 +54,8 @@ import sys
 import time
 from collections import Counter
 
-from atomic_write import atomic_write
+from jsonl import append_jsonl, read_jsonl, repair_jsonl
+from progress import progress
 
 PRICES = {  # USD per 1M (input, output) tokens, list prices; the Batch API charges half
     'gpt-4.1': (2.00, 8.00), 'gpt-4.1-mini': (0.40, 1.60), 'gpt-4.1-nano': (0.10, 0.40),
@@ -62,6 +66,7 @@ PRICES = {  # USD per 1M (input, output) tokens, list prices; the Batch API char
 SHARED_KEYS = ('backend', 'model', 'grader_model', 'base_url', 'api_key_env', 'concurrency',
                'max_requests', 'max_cost_usd', 'yes', 'timeout', 'max_retries', 'max_rejects')
 TRANSIENT_STATUS = {408, 409, 429, 500, 502, 503, 504}
+FAILURE_STREAK = 5   # requests failed in a row (after their retries) that stop a run
 
 
 def settings_from(namespace):
@@ -104,49 +109,38 @@ def estimate_cost(requests, model, batch=False, price=None, out_tokens_guess=Non
 # ----------------------------------------------------------------------------- the log
 class ResponseLog:
     """state_dir/responses.jsonl: one line per paid answer {"custom_id", "text", "usage",
-    "usd", "rejected"}, handed to the OS before the answer is used, so a kill -9 never loses a paid
-    answer; fsynced at least once a second (an fsync per answer would stall the event loop)
+    "usd", "rejected"}, appended (jsonl.py) before the answer is used, so a kill -9 never loses a
+    paid answer; fsynced at least once a second (an fsync per answer would stall the event loop)
     and on close, against power loss."""
 
     def __init__(self, state_dir):
         os.makedirs(state_dir, exist_ok=True)
         self.path = os.path.join(state_dir, 'responses.jsonl')
         self.answers, self.usd = {}, 0.0
-        if os.path.exists(self.path):
-            with open(self.path, 'rb+') as f:     # cut a line torn by a kill in mid-write
-                data = f.read()
-                if data and not data.endswith(b'\n'):
-                    f.truncate(data.rfind(b'\n') + 1)
-                    data = data[:data.rfind(b'\n') + 1]
-            for line in data.decode('utf-8').splitlines():
-                rec = json.loads(line)
-                self.usd += rec.get('usd', 0.0)
-                if not rec.get('rejected'):
-                    self.answers[rec['custom_id']] = rec
-        self.f = open(self.path, 'a', encoding='utf-8')
+        repair_jsonl(self.path)          # cut a line torn by a kill in mid-write
+        for rec in read_jsonl(self.path):
+            self.usd += rec.get('usd', 0.0)
+            if not rec.get('rejected'):
+                self.answers[rec['custom_id']] = rec
         self.synced = time.monotonic()
 
     def add(self, custom_id, text, usage, usd, rejected=None):
         rec = {'custom_id': custom_id, 'text': text, 'usage': usage, 'usd': usd}
         if rejected:
             rec['rejected'] = rejected
-        self.f.write(json.dumps(rec, ensure_ascii=False) + '\n')
-        self.f.flush()
-        if time.monotonic() - self.synced > 1.0:
-            os.fsync(self.f.fileno())
+        sync = time.monotonic() - self.synced > 1.0
+        append_jsonl(self.path, [rec], fsync=sync)
+        if sync:
             self.synced = time.monotonic()
         self.usd += usd
         if not rejected:
             self.answers[custom_id] = rec
 
     def close(self):
-        self.f.flush()
-        os.fsync(self.f.fileno())
-        self.f.close()
-
-
-def write_json_atomic(path, obj):
-    atomic_write(path, json.dumps(obj, indent=1))
+        if os.path.exists(self.path):
+            fd = os.open(self.path, os.O_RDONLY)
+            os.fsync(fd)
+            os.close(fd)
 
 
 # ----------------------------------------------------------------------------- one job
@@ -166,7 +160,8 @@ class Job:
         self.by_id = {r['custom_id']: r for r in requests}
         self.rejects = Counter()          # per custom_id
         self.rejected, self.failed, self.retries = Counter(), Counter(), Counter()   # per reason
-        self.stopped = None               # why the run stopped early (a budget), if it did
+        self.stopped = None               # why the run stopped early (a budget, a dead server)
+        self.streak = 0                   # requests failed in a row
         self.sent = self.answers = self.cached = self.kept = 0
         self.tokens = [0, 0]
         self.delivered = set()
@@ -186,6 +181,18 @@ class Job:
             return 'max_cost_usd'
         return None
 
+    def should_stop(self):
+        """Why no more requests should be sent (a budget is spent, the server keeps failing)."""
+        self.stopped = self.stopped or self.over_budget()
+        return self.stopped
+
+    def fail(self, reason):
+        """A request is given up (after its retries): counted, and a streak of them stops the run."""
+        self.failed[reason] += 1
+        self.streak += 1
+        if self.streak >= FAILURE_STREAK and not self.stopped:
+            self.stopped = f'{self.streak} requests in a row failed ({reason})'
+
     def deliver_cached(self):
         """Answers received by an earlier run: delivered again, for free. Returns the rest."""
         todo = []
@@ -202,12 +209,13 @@ class Job:
         return todo
 
     def answer(self, req, text, usage):
-        """A paid answer arrived: log it (fsync) first, then validate and deliver it.
-        Returns True when kept, False when the request should be sent again, None when it
-        has been rejected too often."""
+        """A paid answer arrived: log it first, then validate and deliver it. Returns True when
+        kept, False when the request should be sent again, None when it has been rejected too
+        often."""
         usage = {'prompt_tokens': int(usage.get('prompt_tokens') or 0),
                  'completion_tokens': int(usage.get('completion_tokens') or 0)}
         self.answers += 1
+        self.streak = 0
         self.tokens[0] += usage['prompt_tokens']
         self.tokens[1] += usage['completion_tokens']
         cid = req['custom_id']
@@ -242,6 +250,15 @@ class Job:
 
 
 # ----------------------------------------------------------------------------- set-up
+def mask(text, settings):
+    """`text` with the API key's value replaced (a server may echo the key in an error body)."""
+    key = os.environ.get(settings.get('api_key_env') or 'OPENAI_API_KEY', '')
+    text = str(text)
+    if len(key) >= 4:
+        text = text.replace(key, key[:3] + '***')
+    return text
+
+
 def make_client(settings, asynchronous):
     """An OpenAI SDK client with its own retries off (ours honour Retry-After and a budget)."""
     import openai
@@ -274,6 +291,7 @@ def confirm(todo, job):
         raise SystemExit('error: cancelled')
 
 
+# ----------------------------------------------------------------------------- faults
 def retry_delay(attempt, retry_after=None):
     """Exponential backoff with full jitter, at least what the server asked for."""
     delay = random.uniform(0.5, 1.0) * min(30.0, 0.25 * 2 ** attempt)
@@ -313,6 +331,11 @@ def error_name(exc):
     return f'http {status}' if status else type(exc).__name__
 
 
+def error_text(exc, settings):
+    """'http 401: Incorrect API key provided: sk-***', the key masked."""
+    return mask(f'{error_name(exc)}: {getattr(exc, "message", exc)}', settings)[:300]
+
+
 # ----------------------------------------------------------------------------- backend: openai
 async def _chat(client, req, model, timeout):
     """One chat request -> (text, usage). A body that is not a chat completion raises
@@ -328,183 +351,55 @@ async def _chat(client, req, model, timeout):
     return text, data.get('usage') or {}
 
 
-async def _run_openai(todo, job):
-    from tqdm import tqdm
+async def _ask(client, req, job, fatal):
+    """Send one request until it is answered and kept, given up, or the run must stop.
+    Returns True when the request is done with (kept or given up)."""
     s = job.s
-    client = make_client(s, asynchronous=True)
+    model = req.get('params', {}).get('model', s['model'])
+    attempt = 0
+    while not fatal and not job.should_stop():
+        job.sent += 1
+        try:
+            text, usage = await _chat(client, req, model, s['timeout'])
+        except Exception as exc:   # noqa: BLE001 (sorted by classify)
+            kind = classify(exc)
+            if kind == 'fatal':
+                fatal.append(error_text(exc, s))
+                return False
+            attempt += 1
+            if kind == 'bad request' or attempt > s['max_retries']:
+                job.fail(error_name(exc))
+                return True
+            job.retries[error_name(exc)] += 1
+            await asyncio.sleep(retry_delay(attempt, retry_after_of(exc)))
+            continue
+        if job.answer(req, text, usage) is not False:   # kept, or rejected too often
+            return True
+    return False
+
+
+async def _run_openai(todo, job):
+    """`concurrency` workers take requests from one queue until it is empty or the run stops."""
+    client = make_client(job.s, asynchronous=True)
     queue = asyncio.Queue()
     for r in todo:
         queue.put_nowait(r)
-    bar = tqdm(total=len(todo), desc=s.get('desc', 'requests'), unit='req', mininterval=0.5)
+    bar = progress(total=len(todo), desc=job.s.get('desc', 'requests'), unit='req', mininterval=0.5)
     fatal = []
 
     async def worker():
-        while not fatal:
-            try:
-                req = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            model = req.get('params', {}).get('model', s['model'])
-            attempt = 0
-            while not fatal:
-                if job.over_budget():
-                    job.stopped = job.over_budget()
-                    return
-                job.sent += 1
-                try:
-                    text, usage = await _chat(client, req, model, s['timeout'])
-                except Exception as exc:   # noqa: BLE001 (sorted by classify)
-                    kind = classify(exc)
-                    if kind == 'fatal':
-                        fatal.append(f'{error_name(exc)}: {getattr(exc, "message", exc)}')
-                        return
-                    attempt += 1
-                    if kind == 'bad request' or attempt > s['max_retries']:
-                        job.failed[error_name(exc)] += 1
-                        bar.update(1)
-                        break
-                    job.retries[error_name(exc)] += 1
-                    await asyncio.sleep(retry_delay(attempt, retry_after_of(exc)))
-                    continue
-                kept = job.answer(req, text, usage)
-                if kept is False:
-                    continue            # rejected: ask again
+        while not fatal and not queue.empty() and not job.should_stop():
+            if await _ask(client, queue.get_nowait(), job, fatal):
                 bar.update(1)
                 bar.set_postfix(job.postfix(), refresh=False)
-                break
 
     try:
-        await asyncio.gather(*(worker() for _ in range(max(1, s['concurrency']))))
+        await asyncio.gather(*(worker() for _ in range(max(1, job.s['concurrency']))))
     finally:
         bar.close()
         await client.close()
     if fatal:
         raise SystemExit(f'error: the API refused the request ({fatal[0]}); check the key, model and base_url')
-
-
-# ----------------------------------------------------------------------------- backend: batch
-def _batch_line(req, model):
-    body = {'model': req.get('params', {}).get('model', model), 'messages': req['messages']}
-    body.update(req.get('params', {}))
-    return json.dumps({'custom_id': req['custom_id'], 'method': 'POST', 'url': '/v1/chat/completions',
-                       'body': body}, ensure_ascii=False) + '\n'
-
-
-def _with_retries(fn, s, what):
-    """A Batch/Files API call, retried like chat requests."""
-    for attempt in range(1, s['max_retries'] + 2):
-        try:
-            return fn()
-        except Exception as exc:   # noqa: BLE001
-            kind = classify(exc)
-            if kind != 'transient' or attempt > s['max_retries']:
-                raise SystemExit(f'error: {what} failed ({error_name(exc)}: {getattr(exc, "message", exc)})')
-            time.sleep(retry_delay(attempt, retry_after_of(exc)))
-
-
-def _run_batch(todo, job):
-    """Submit what is left in batches of at most batch_max_requests, poll, download, match by
-    custom_id, resubmit failures. batches.json records each batch as soon as it exists, so a
-    restart polls the batches in flight instead of submitting (and paying for) them again."""
-    from tqdm import tqdm
-    s = job.s
-    client = make_client(s, asynchronous=False)
-    state_path = os.path.join(job.state_dir, 'batches.json')
-    state = json.load(open(state_path)) if os.path.exists(state_path) else {'batches': []}
-    # a submission killed between upload and our record of the batch: find it by its input file
-    for b in state['batches']:
-        if b.get('id') is None:
-            found = _with_retries(lambda: [x for x in client.batches.list(limit=100).data
-                                           if x.input_file_id == b['input_file_id']], s, 'listing batches')
-            b['id'] = found[0].id if found else None
-            b['status'] = 'in_flight' if found else 'lost'
-    write_json_atomic(state_path, state)
-    pending = {r['custom_id']: r for r in todo}
-    attempts = Counter()
-    bar = tqdm(total=len(todo), desc=s.get('desc', 'batch requests'), unit='req')
-
-    def in_flight():
-        return [b for b in state['batches'] if b['status'] == 'in_flight']
-
-    try:
-        while True:
-            flying = {cid for b in in_flight() for cid in b['custom_ids']}
-            # 1. submit what is neither answered nor in flight
-            submit = [r for cid, r in pending.items() if cid not in flying]
-            while submit and not job.over_budget():
-                chunk = submit[:s.get('batch_max_requests', 50000)]
-                if s['max_requests']:
-                    chunk = chunk[:max(0, s['max_requests'] - job.sent)]
-                if s['max_cost_usd']:   # only what the budget still covers, at the estimate
-                    while chunk and job.spent_total + estimate_cost(chunk, s['model'], True, s.get('price'),
-                                                                    s.get('out_tokens_guess'))[2] > s['max_cost_usd']:
-                        chunk = chunk[:len(chunk) // 2]
-                if not chunk:
-                    break
-                submit = submit[len(chunk):]
-                n = len(state['batches'])
-                path = os.path.join(job.state_dir, f'batch-input-{n:04d}.jsonl')
-                data = ''.join(_batch_line(r, s['model']) for r in chunk).encode('utf-8')
-                with open(path, 'wb') as f:       # kept beside the state, to see what was sent
-                    f.write(data)
-                upload = _with_retries(lambda: client.files.create(
-                    file=(os.path.basename(path), data), purpose='batch'), s, 'file upload')
-                entry = {'id': None, 'input_file_id': upload.id, 'status': 'submitting',
-                         'custom_ids': [r['custom_id'] for r in chunk]}
-                state['batches'].append(entry)
-                write_json_atomic(state_path, state)
-                batch = _with_retries(lambda: client.batches.create(
-                    input_file_id=upload.id, endpoint='/v1/chat/completions', completion_window='24h'),
-                    s, 'batch creation')
-                entry.update(id=batch.id, status='in_flight')
-                write_json_atomic(state_path, state)
-                job.sent += len(chunk)
-                for r in chunk:
-                    attempts[r['custom_id']] += 1
-                bar.write(f'llm: submitted batch {batch.id} with {len(chunk)} requests')
-            if not in_flight():
-                break
-            # 2. poll; collect the finished ones
-            time.sleep(s.get('poll_seconds', 30))
-            for b in in_flight():
-                info = _with_retries(lambda: client.batches.retrieve(b['id']), s, 'batch polling')
-                if info.status not in ('completed', 'failed', 'expired', 'cancelled'):
-                    continue
-                for fid in (info.output_file_id, info.error_file_id):
-                    if not fid:
-                        continue
-                    text = _with_retries(lambda: client.files.content(fid).text, s, 'result download')
-                    for line in text.splitlines():
-                        item = json.loads(line)
-                        cid = item.get('custom_id')
-                        req = pending.get(cid)
-                        if req is None:
-                            continue          # answered already (a batch read twice after a restart)
-                        resp = item.get('response') or {}
-                        body = resp.get('body') or {}
-                        if resp.get('status_code') == 200 and body.get('choices'):
-                            content = body['choices'][0].get('message', {}).get('content') or ''
-                            kept = job.answer(req, content, body.get('usage') or {})
-                            if kept is False:
-                                continue      # rejected: stays pending, goes in the next batch
-                        else:
-                            reason = (item.get('error') or {}).get('code') or f"http {resp.get('status_code')}"
-                            job.retries[reason] += 1
-                            if attempts[cid] <= s['max_retries']:
-                                continue
-                            job.failed[reason] += 1
-                        pending.pop(cid)
-                        bar.update(1)
-                b['status'] = info.status
-                write_json_atomic(state_path, state)
-                bar.set_postfix(job.postfix(), refresh=False)
-            if job.over_budget() and not in_flight():
-                break
-    finally:
-        bar.close()
-        client.close()
-    if pending and job.over_budget():
-        job.stopped = job.over_budget()
 
 
 # ----------------------------------------------------------------------------- the entry point
@@ -525,15 +420,15 @@ def run(requests, state_dir, validate=None, on_result=None, **settings):
     try:
         todo = job.deliver_cached()
         if todo:
-            if job.over_budget():
-                job.stopped = job.over_budget()
+            if job.should_stop():
                 print(f'llm: budget already spent ({job.stopped}); nothing sent', flush=True)
             else:
                 confirm(todo, job)
                 if s['backend'] == 'openai':
                     asyncio.run(_run_openai(todo, job))
                 else:
-                    _run_batch(todo, job)
+                    import llm_batch
+                    llm_batch.run_batch(todo, job)
     finally:
         job.log.close()
     return job.report()

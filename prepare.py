@@ -16,15 +16,17 @@ data_dir/.prepare/, and a rerun after kill -9 skips the steps already done):
   2. train the BPE tokenizer (or take GPT-2's), saved as tokenizer.tiktoken
   3. encode both splits on all cores -> train.bin / val.bin: EOT s1 EOT s2 ... EOT sN EOT
   4. move the files into data_dir, meta.json last (its presence means the dataset is complete)
+One run at a time writes a data_dir (a second is refused; the worker processes do not keep the
+lock, so after a kill -9 a re-run starts at once), and every setting is checked before any work.
 """
 import collections
+import contextlib
 import hashlib
 import json
 import multiprocessing
 import os
 import random
 import shutil
-import sys
 import time
 
 import numpy as np
@@ -32,10 +34,12 @@ import regex
 import requests
 from tqdm import tqdm
 
+import dirlock
 import stories
 import tokenizer as T
-from atomic_write import atomic_write
+from atomic_write import atomic_open, atomic_write
 from dataset import read_meta
+from progress import progress
 
 # -----------------------------------------------------------------------------
 source = 'tinystories'      # tinystories | tinystories-v1 | tinystories-instruct | a path
@@ -47,6 +51,7 @@ hub_url = 'https://huggingface.co/datasets/roneneldan/TinyStories/resolve/main'
 tokenizer = 'bpe'           # bpe (ours, trained here) | gpt2 (tiktoken's, needs internet once)
 vocab_size = 4096           # bpe: 256 bytes + merges + <|endoftext|>
 format = 'plain'            # plain | instruct (Summary/Features/Sentence/Words, then Story)
+instruct_holdout = ''       # instruct: e.g. 'Summary,Words': no train story's prompt has all of these
 ascii_only = False          # map typographic punctuation to ASCII, drop stories still non-ASCII
 seed = 1337
 workers = 0                 # processes for cleaning/encoding (0: all cores)
@@ -205,28 +210,11 @@ def clean(s, stats):
     return s
 
 
-def render_instruct(story, rec, rng, stats):
-    """TinyStories-Instruct: a random non-empty subset of the prompts, random order, then Story."""
-    ins = rec.get('instruction') or {}
-    parts = []
-    if rec.get('summary'):
-        parts.append('Summary: ' + rec['summary'])
-    if ins.get('features'):
-        parts.append('Features: ' + ', '.join(ins['features']))
-    if rec.get('sentence'):
-        parts.append('Sentence: ' + rec['sentence'])
-    if ins.get('words'):
-        parts.append('Words: ' + ', '.join(ins['words']))
-    if not parts:
-        stats['instruct: no prompt fields'] += 1
-        return 'Story: ' + story
-    chosen = rng.sample(parts, rng.randint(1, len(parts)))
-    return '\n'.join([normalise_space(p) for p in chosen] + ['Story: ' + story])
-
-
 def clean_block(job):
-    """Worker: one block -> ([(digest, val draw, text, words)], stats)."""
-    items = stories.parse_block(job)
+    """Worker: one block (and the split its file feeds, None: held out by draw) ->
+    ([(digest, val draw, text, words)], stats)."""
+    block, fixed = job
+    items = stories.parse_block(block)
     stats = collections.Counter({'stories in': 0, 'bytes in': 0})
     out = []
     for story, rec in items:
@@ -240,7 +228,8 @@ def clean_block(job):
         words = len(text.split())
         if format == 'instruct' and rec is not None:
             rng = random.Random(int.from_bytes(digest) ^ seed)
-            text = render_instruct(text, rec, rng, stats)
+            is_val = fixed == 'val' or (fixed is None and draw < val_fraction)
+            text = stories.render_instruct(text, rec, rng, stats, () if is_val else holdout_names())
         out.append((digest, draw, text, words))
     return out, stats
 
@@ -280,25 +269,50 @@ def encode_block(job):
 
 # -----------------------------------------------------------------------------
 
-def main():
-    from configurator import configure
-    configure(globals())
-    t0 = time.time()
-    nproc = workers or os.cpu_count() or 1
+def holdout_names():
+    return [n.strip() for n in instruct_holdout.split(',') if n.strip()]
+
+
+def check_settings():
+    """Every setting checked before any work (a one-line error names the bad value)."""
     if tokenizer not in ('bpe', 'gpt2'):
         fail(f"--tokenizer={tokenizer!r}: use bpe or gpt2")
     if format not in ('plain', 'instruct'):
         fail(f"--format={format!r}: use plain or instruct")
     if tokenizer == 'bpe' and vocab_size < 256 + 1:
         fail(f"--vocab_size={vocab_size} is too small: 256 byte tokens + 1 special need 257")
-    if not 0 <= val_fraction < 1:
-        fail(f"--val_fraction={val_fraction} must be in [0, 1)")
+    if tokenizer == 'bpe' and vocab_size > 2 ** 32:
+        fail(f"--vocab_size={vocab_size} is too large: token ids must fit a uint32 bin (at most 2**32)")
+    if not (0 < val_fraction < 1):   # (also refuses nan)
+        fail(f"--val_fraction={val_fraction} must be in (0, 1), e.g. 0.005")
+    if workers < 0:
+        fail(f"--workers={workers} must be >= 1, or 0 for all cores")
+    if not (0 < block_mb < 1024):
+        fail(f"--block_mb={block_mb} must be in (0, 1024)")
+    bad = [n for n in holdout_names() if n not in stories.INSTRUCT_LINES]
+    if bad:
+        fail(f"--instruct_holdout: {', '.join(bad)} is not one of {', '.join(stories.INSTRUCT_LINES)}")
+    if instruct_holdout and format != 'instruct':
+        fail("--instruct_holdout needs --format=instruct")
+
+
+def main():
+    from configurator import configure
+    configure(globals())
+    t0 = time.time()
+    nproc = workers or os.cpu_count() or 1
+    check_settings()
+    if os.path.isfile(data_dir):
+        fail(f"--data_dir={data_dir} is a file: give a directory (it is made if missing)")
+    dirlock.lock_dir(data_dir, 'prepare.py run')   # held until exit; workers do not inherit it
+    if not os.access(data_dir, os.W_OK):
+        fail(f"cannot write in --data_dir={data_dir} (read-only): give another directory")
     train_files, val_files = resolve(source)
     if val_source:
         val_files = stories.list_files(val_source)
     spec = {'tokenizer': tokenizer, 'vocab_size': vocab_size if tokenizer == 'bpe' else 50257,
             'pat_str': T.PAT_STR if tokenizer == 'bpe' else T.GPT2_PAT_STR}
-    options = dict(spec, format=format, ascii_only=ascii_only, seed=seed,
+    options = dict(spec, format=format, ascii_only=ascii_only, seed=seed, holdout=holdout_names(),
                    val_fraction=None if val_files else val_fraction,
                    files=[[p, os.path.getsize(p), os.stat(p).st_mtime_ns]
                           for p in train_files + (val_files or [])],
@@ -372,7 +386,8 @@ def main():
             'layout': 'EOT story EOT story ... EOT',
             'splits': {s: {'stories': report[s]['stories'], 'tokens': tokens[s],
                            'bytes': report[s]['bytes']} for s in ('train', 'val')},
-            'source': source, 'val_source': val_source or None, 'stamp': stamp}
+            'source': source, 'val_source': val_source or None, 'stamp': stamp,
+            'instruct_holdout': holdout_names() or None}
     atomic_write(meta_path, json.dumps(meta, indent=1))
     shutil.rmtree(work, ignore_errors=True)
     for s in ('train', 'val'):
@@ -383,42 +398,44 @@ def main():
 
 def clean_all(train_files, val_files, work, nproc):
     """Step 1: clean, drop duplicates (also of val stories in train), split, count chunks."""
-    seen = set()
-    report = {}
+    seen, totals = set(), {s: collections.Counter() for s in ('train', 'val')}
     chunks = (collections.Counter(), collections.Counter(), collections.Counter())
-    outs = {s: open(os.path.join(work, f'{s}.txt.tmp'), 'w', encoding='utf-8') for s in ('train', 'val')}
-    totals = {s: collections.Counter() for s in ('train', 'val')}
     passes = [('val', val_files), ('train', train_files)] if val_files else [(None, train_files)]
-    for fixed, files in passes:
-        jobs = (b for p in files for b in stories.read_blocks(p, block_bytes()))
-        size = sum(os.path.getsize(p) for p in files)
-        with tqdm(total=size, unit='B', unit_scale=True, desc=f"clean {fixed or 'train+val'}") as bar:
-            for out, stats in parallel(clean_block, jobs, nproc):
-                train_texts = []
-                for digest, draw, text, words in out:
-                    split = fixed or ('val' if draw < val_fraction else 'train')
-                    if digest in seen:
-                        totals[split]['dropped: duplicate'] += 1
-                        continue
-                    seen.add(digest)
-                    outs[split].write(text + '\n' + SEP + '\n')
-                    t = totals[split]
-                    t['stories'] += 1
-                    t['bytes'] += len(text.encode('utf-8'))
-                    t['words'] += words
-                    if split == 'train':
-                        train_texts.append(text)
-                T.count_chunks(train_texts, *chunks)
-                # a block's raw counts go to the split its file feeds (held out: to train)
-                totals[fixed or 'train'].update(stats)
-                bar.update(stats['bytes in'])
-    for s, f in outs.items():
-        f.close()
-        os.replace(f.name, os.path.join(work, f'{s}.txt'))
-    for s in ('train', 'val'):
-        report[s] = dict(totals[s], stories=totals[s]['stories'], bytes=totals[s]['bytes'])
+    with contextlib.ExitStack() as files:   # train.txt and val.txt appear only when complete
+        outs = {s: files.enter_context(atomic_open(os.path.join(work, f'{s}.txt'), 'w', encoding='utf-8'))
+                for s in ('train', 'val')}
+        for fixed, paths in passes:
+            clean_pass(paths, fixed, outs, seen, totals, chunks, nproc)
+    report = {s: dict(totals[s], stories=totals[s]['stories'], bytes=totals[s]['bytes']) for s in ('train', 'val')}
     report['chunks'] = [dict(c) for c in chunks]
     return report
+
+
+def clean_pass(paths, fixed, outs, seen, totals, chunks, nproc):
+    """Clean files into `outs` (split `fixed`, or each story by its draw), counting as it goes."""
+    jobs = ((b, fixed) for p in paths for b in stories.read_blocks(p, block_bytes()))
+    bar = progress(total=sum(os.path.getsize(p) for p in paths), unit='B', unit_scale=True,
+                   desc=f"clean {fixed or 'train+val'}")
+    for out, stats in parallel(clean_block, jobs, nproc):
+        train_texts = []
+        for digest, draw, text, words in out:
+            split = fixed or ('val' if draw < val_fraction else 'train')
+            if digest in seen:
+                totals[split]['dropped: duplicate'] += 1
+                continue
+            seen.add(digest)
+            outs[split].write(text + '\n' + SEP + '\n')
+            t = totals[split]
+            t['stories'] += 1
+            t['bytes'] += len(text.encode('utf-8'))
+            t['words'] += words
+            if split == 'train':
+                train_texts.append(text)
+        T.count_chunks(train_texts, *chunks)
+        # a block's raw counts go to the split its file feeds (held out: to train)
+        totals[fixed or 'train'].update(stats)
+        bar.update(stats['bytes in'])
+    bar.close()   # (not on an error: its last line would bury the message)
 
 
 def print_report(report):
@@ -443,21 +460,21 @@ def gpt2_ranks():
 
 
 def encode_split(txt_path, bin_path, ranks, spec, dtype, nproc):
-    """Step 3: stream the cleaned text through worker processes into a temp bin, then rename."""
-    tmp = bin_path + '.tmp'
+    """Step 3: stream the cleaned text through worker processes into the bin (atomically)."""
     eot = len(ranks)
 
     def jobs():
         for kind, data, _, _ in stories.read_blocks(txt_path, block_bytes()):
             yield data, dtype
     name = 'gpt2' if spec['tokenizer'] == 'gpt2' else 'tinystories'
-    with open(tmp, 'wb') as f, tqdm(total=os.path.getsize(txt_path), unit='B', unit_scale=True,
-                                    desc=f"encode {os.path.basename(bin_path)}") as bar:
+    bar = progress(total=os.path.getsize(txt_path), unit='B', unit_scale=True,
+                   desc=f"encode {os.path.basename(bin_path)}")
+    with atomic_open(bin_path) as f:
         for ids, n in parallel(encode_block, jobs(), nproc, init_encoder, (ranks, spec['pat_str'], name)):
             f.write(ids.tobytes())
             bar.update(n)
         f.write(np.array([eot], dtype=dtype).tobytes())
-    os.replace(tmp, bin_path)
+    bar.close()
 
 
 if __name__ == '__main__':
@@ -465,3 +482,6 @@ if __name__ == '__main__':
         main()
     except (PrepareError, stories.StoryError) as e:
         raise SystemExit(f"error: {e}")
+    except OSError as e:   # a full disk, a directory made read-only mid-run ...
+        raise SystemExit(f"error: {e.filename or data_dir}: {e.strerror or e}: nothing was lost; "
+                         "fix that, then re-run to continue")

@@ -12,12 +12,14 @@ extensions are skipped). A record is a dict with a `story` text field.
 
 prepare.py reads in blocks (read_blocks -> parse_block), so that worker processes can parse and
 clean blocks in parallel and the records stay at hand for --format=instruct; a stage that just
-wants the texts uses iter_stories. Bad input is a StoryError with a one-line message naming the
+wants the texts uses iter_stories. render_instruct writes a record as TinyStories-Instruct
+training text (its prompt lines, then `Story:`). Bad input is a StoryError with a one-line message naming the
 file (and the byte offset, or the record's index, where that helps).
 """
 import json
 import os
 import tarfile
+import zlib
 
 from tokenizer import EOT
 
@@ -56,12 +58,10 @@ def list_files(path):
 def read_blocks(path, block_bytes=1 << 20):
     """Yield a file as blocks (kind, payload, name, byte offset) of about block_bytes each,
     never splitting a story: kind 'txt' (bytes of whole stories, separators included), 'jsonl'
-    (bytes of whole lines) or 'records' (a list of dicts, from .json; offset = the first's index)."""
+    (bytes of whole lines; offset = (byte offset, first line's number, is the file's last block))
+    or 'records' (a list of dicts, from .json; offset = the first's index)."""
     if path.endswith('.tar.gz'):
-        with tarfile.open(path, 'r|gz') as tar:  # streamed: the hub's archive is 2.5 GB unpacked
-            for member in tar:
-                if member.isfile() and member.name.endswith('.json'):
-                    yield from json_blocks(tar.extractfile(member).read(), f"{path}:{member.name}")
+        yield from tar_blocks(path)
         return
     with open(path, 'rb') as f:
         if path.endswith('.json'):
@@ -69,7 +69,7 @@ def read_blocks(path, block_bytes=1 << 20):
             return
         kind = 'txt' if path.endswith('.txt') else 'jsonl'
         sep = SEP_BYTES if kind == 'txt' else b'\n'
-        carry, offset, seen_sep = b'', 0, False
+        carry, offset, line, seen_sep = b'', 0, 1, False
         while True:
             data = f.read(block_bytes)
             buf = carry + data
@@ -77,8 +77,10 @@ def read_blocks(path, block_bytes=1 << 20):
             if cut > 0:
                 seen_sep = seen_sep or sep in buf[:cut + len(sep)]
                 end = cut if not data else cut + len(sep)
-                yield kind, buf[:end], path, offset
+                # .jsonl blocks carry their first line's number, for messages that name it
+                yield kind, buf[:end], path, (offset if kind == 'txt' else (offset, line, not data))
                 offset += end
+                line += buf[:end].count(b'\n')
                 carry = buf[end:]
             else:  # no separator yet: a story longer than a block, read on
                 carry = buf
@@ -86,6 +88,17 @@ def read_blocks(path, block_bytes=1 << 20):
                 break
         if kind == 'txt' and offset and not seen_sep:  # likely not a story file at all
             fail(f"{path}: no {EOT} separator: stories must be separated by {EOT} lines")
+
+
+def tar_blocks(path):
+    """The .json files of a .tar.gz archive, streamed (the hub's is 2.5 GB unpacked), as blocks."""
+    try:
+        with tarfile.open(path, 'r|gz') as tar:
+            for member in tar:
+                if member.isfile() and member.name.endswith('.json'):
+                    yield from json_blocks(tar.extractfile(member).read(), f"{path}:{member.name}")
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+        fail(f"{path} is not a readable .tar.gz ({type(e).__name__}: {e}): download it again")
 
 
 def json_blocks(data, name, per_block=5000):
@@ -120,15 +133,20 @@ def parse_block(block):
             items.pop()  # nothing after the last separator
         return items
     if kind == 'jsonl':
-        items, pos = [], offset
-        for line in payload.split(b'\n'):
+        (pos, number, last_block), items = offset, []
+        lines = payload.split(b'\n')
+        for i, line in enumerate(lines):
             if line.strip():
                 try:
                     rec = json.loads(decode(line, name, pos))
                 except ValueError as e:
-                    fail(f"{name}: bad JSON line at byte offset {pos} ({e})")
+                    torn = last_block and i == len(lines) - 1  # no newline after it: a killed writer's
+                    fail(f"{name} line {number} is " + ("torn (the file does not end with a newline: "
+                         "was its writer killed? re-run generate_data.py to repair it)" if torn else
+                         f"not valid JSON ({e}): fix or delete that line"))
                 items.append(record_story(rec, name, pos))
             pos += len(line) + 1
+            number += 1
         return items
     return [record_story(rec, name, offset + i) for i, rec in enumerate(payload)]
 
@@ -146,3 +164,26 @@ def iter_stories(path, block_bytes=1 << 20):
             for story, _ in parse_block(block):
                 if story.strip():
                     yield story.strip()
+
+
+# ----------------------------------------------------------------------------- Instruct text
+INSTRUCT_LINES = ('Summary', 'Features', 'Sentence', 'Words')
+
+
+def render_instruct(story, rec, rng, stats, holdout=()):
+    """TinyStories-Instruct: a random non-empty subset of the prompts, random order, then Story.
+    A subset holding every line of `holdout` is drawn again (the held-out combination is for
+    testing generalisation: training never shows it)."""
+    ins = rec.get('instruction') or {}
+    parts = {'Summary': rec.get('summary'), 'Features': ', '.join(ins.get('features') or []),
+             'Sentence': rec.get('sentence'), 'Words': ', '.join(ins.get('words') or [])}
+    parts = [f'{name}: {text}' for name, text in parts.items() if text]
+    allowed = lambda chosen: not holdout or not all(any(p.startswith(h + ':') for p in chosen) for h in holdout)  # noqa: E731
+    if not any(allowed([p]) for p in parts):
+        stats['instruct: no prompt fields' if not parts else 'instruct: only held-out lines'] += 1
+        return 'Story: ' + story
+    chosen = rng.sample(parts, rng.randint(1, len(parts)))
+    while not allowed(chosen):
+        stats['instruct: held-out combination drawn again'] += 1
+        chosen = rng.sample(parts, rng.randint(1, len(parts)))
+    return '\n'.join([' '.join(p.split()) for p in chosen] + ['Story: ' + story])

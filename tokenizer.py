@@ -21,7 +21,6 @@ import base64
 import collections
 import hashlib
 import heapq
-import itertools
 
 import numpy as np
 import regex
@@ -124,8 +123,8 @@ def bpe_merges(word_counts, num_merges, progress=False):
     merges = []
     bar = None
     if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=num_merges, desc='bpe merges', unit='merge', leave=False)
+        from progress import progress as progress_bar
+        bar = progress_bar(total=num_merges, desc='bpe merges', unit='merge', leave=False)
     while len(merges) < num_merges and heap:
         neg, pair = heapq.heappop(heap)
         true = counts.get(pair, 0)

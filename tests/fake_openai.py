@@ -14,7 +14,8 @@ Usage:
     server.chat_calls, server.auth_headers, server.batches   # what it saw
 
 `faults` is a queue: each chat request pops one (if any) and misbehaves that way (also
-'refusal'). `respond(body)` makes
+'refusal', and '401-echo': a 401 whose message repeats the key it was sent, as some servers do);
+`always` (e.g. '500') is the fault of every request once the queue is empty. `respond(body)` makes
 an answer's text from the request body: by default a short story that uses every word the
 prompt quotes, so generate_data's validation accepts it. Batches finish after `batch_polls`
 retrievals; custom_ids in `batch_fail_once` fail the first time they appear in a batch.
@@ -46,6 +47,7 @@ class FakeOpenAI:
         self.latency, self.respond, self.timeout_sleep = latency, respond, timeout_sleep
         self.batch_polls, self.retry_after_ms = batch_polls, retry_after_ms
         self.faults = []             # queue of faults for the next chat requests
+        self.always = None            # the fault of every request after the queue
         self.batch_fail_once = set()  # custom_ids that fail in the first batch holding them
         self.chat_calls = 0           # chat requests received (faulty ones included)
         self.answered = []            # request bodies answered with a 200
@@ -74,7 +76,7 @@ class FakeOpenAI:
     def next_fault(self):
         with self.lock:
             self.chat_calls += 1
-            return self.faults.pop(0) if self.faults else None
+            return self.faults.pop(0) if self.faults else self.always
 
     # -- the chat answer, as the API shapes it
     def completion(self, body, content):
@@ -217,6 +219,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self.send_json(500, {'error': {'message': 'server error'}})
         if fault == '401':
             return self.send_json(401, {'error': {'message': 'Incorrect API key provided'}})
+        if fault == '401-echo':
+            key = self.headers.get('Authorization', '').replace('Bearer ', '')
+            return self.send_json(401, {'error': {'message': f'Incorrect API key provided: {key}'}})
         if fault == 'timeout':
             time.sleep(fake.timeout_sleep)
             return

@@ -1,8 +1,12 @@
-"""generate_data.py: the offline generator, the shard format, resume after kill -9, and the
-LLM backends against the local stand-in server (tests/fake_openai.py)."""
+"""generate_data.py: the offline generator, the shard format, resume after kill -9, one writer
+per stories_dir, settings refused before any work, and the LLM backends against the local
+stand-in server (tests/fake_openai.py): every story once, exit codes that tell the truth, the
+key never printed."""
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -10,7 +14,8 @@ import time
 import pytest
 
 import generate_data as gd
-from data_words import ADJECTIVES, NOUNS, VERBS, word_used
+from data_words import ADJECTIVES, NOUNS, VERBS
+from jsonl import read_jsonl
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEYS = {'id', 'story', 'instruction', 'summary', 'sentence', 'source'}
@@ -22,12 +27,20 @@ def run_script(*args, env=None, **kw):
 
 
 def read_records(stories_dir):
+    """Every record of the shards. A killed run may have left a torn last line: read_jsonl
+    leaves it out (a re-run cuts it off and writes that story again)."""
     records = []
     for name in sorted(os.listdir(stories_dir)):
         if gd.SHARD_RE.match(name):
-            with open(os.path.join(stories_dir, name), encoding='utf-8') as f:
-                records += [json.loads(line) for line in f]
+            records += read_jsonl(os.path.join(stories_dir, name))
     return records
+
+
+def wait_for(predicate, seconds=30):
+    deadline = time.time() + seconds
+    while time.time() < deadline and not predicate():
+        time.sleep(0.01)
+    return predicate()
 
 
 def test_vocabulary_is_about_1500_simple_words():
@@ -76,7 +89,7 @@ def test_offline_run_writes_shards_and_tops_up(tmp_path):
     d = str(tmp_path / 'stories')
     r = run_script('--num_stories=250', f'--stories_dir={d}', '--shard_size=100', '--seed=5')
     assert r.returncode == 0, r.stderr
-    assert sorted(os.listdir(d)) == ['.state', 'stories-00000.jsonl', 'stories-00001.jsonl',
+    assert sorted(os.listdir(d)) == ['.lock', '.state', 'stories-00000.jsonl', 'stories-00001.jsonl',
                                      'stories-00002.jsonl']
     first = read_records(d)
     assert len(first) == 250 and len({x['id'] for x in first}) == 250
@@ -109,26 +122,76 @@ def test_a_torn_last_line_is_cut_and_rewritten(tmp_path):
 
 def test_offline_kill_9_and_rerun_gives_every_story_once(tmp_path):
     d = str(tmp_path / 'stories')
-    n = 15000
+    n = 6000
     p = subprocess.Popen([sys.executable, 'generate_data.py', f'--num_stories={n}', f'--stories_dir={d}',
                           '--shard_size=1000'], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    shard = os.path.join(d, 'stories-00001.jsonl')
-    deadline = time.time() + 30
-    while time.time() < deadline and not os.path.exists(shard):
-        time.sleep(0.01)
+    assert wait_for(lambda: os.path.exists(os.path.join(d, 'stories-00001.jsonl')))
     p.send_signal(signal.SIGKILL)
     p.wait()
-    assert len(read_records(d)) < n    # it was killed mid-run (the torn line, if any, is cut on re-run)
+    assert len(read_records(d)) < n    # killed mid-run (a torn last line is left out, cut on re-run)
     r = run_script(f'--num_stories={n}', f'--stories_dir={d}', '--shard_size=1000')
     assert r.returncode == 0, r.stderr
     ids = [x['id'] for x in read_records(d)]
     assert len(ids) == n and set(ids) == {f'1337-{i:08d}' for i in range(n)}
 
 
-@pytest.mark.parametrize('args', [['--backend=nope'], ['--num_stories=-1'], ['--num_stories=ten']])
-def test_bad_arguments_are_one_line_errors(tmp_path, args):
-    r = run_script(*args, f'--stories_dir={tmp_path}')
-    assert r.returncode != 0 and r.stderr.strip().startswith('error:') and len(r.stderr.strip().splitlines()) == 1
+def test_a_second_run_on_the_same_directory_is_refused(tmp_path):
+    d = str(tmp_path / 'stories')
+    p = subprocess.Popen([sys.executable, 'generate_data.py', '--num_stories=200000', f'--stories_dir={d}'],
+                         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: os.path.exists(os.path.join(d, 'stories-00000.jsonl')))
+        r = run_script('--num_stories=10', f'--stories_dir={d}')
+        assert r.returncode != 0 and r.stderr.startswith('error:') and f'pid {p.pid}' in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    # the kernel released the dead run's lock: an immediate re-run goes ahead, and tops up
+    r = run_script('--num_stories=3000', f'--stories_dir={d}')
+    assert r.returncode == 0, r.stderr
+    ids = [x['id'] for x in read_records(d)]
+    assert len(ids) == len(set(ids)) >= 3000
+
+
+BAD_SETTINGS = [
+    ['--backend=nope'], ['--num_stories=-1'], ['--num_stories=0'], ['--num_stories=ten'],
+    ['--shard_size=0'], ['--nosuchkey=1'],
+    ['--backend=openai', '--concurrency=0'], ['--backend=openai', '--min_words=500', '--max_words=10'],
+    ['--backend=openai', '--min_words=-1'], ['--backend=openai', '--max_requests=-5'],
+    ['--backend=openai', '--max_cost_usd=-1'], ['--backend=openai', '--max_cost_usd=nan'],
+    ['--backend=openai', '--temperature=3'], ['--backend=openai', '--temperature=nan'],
+    ['--backend=openai', '--max_tokens=0'], ['--backend=openai', '--min_words=700'],
+    ['--backend=openai', '--timeout=0'], ['--backend=openai', '--max_retries=-1'],
+    ['--backend=batch', '--poll_seconds=-1'], ['--backend=openai', '--base_url=localhost:8000/v1'],
+    ['--backend=openai', '--base_url=not a url'], ['STORIES_DIR_IS_A_FILE'],
+]
+
+
+@pytest.mark.parametrize('args', BAD_SETTINGS, ids=' '.join)
+def test_bad_settings_are_one_line_errors_before_any_work(tmp_path, args):
+    if args == ['STORIES_DIR_IS_A_FILE']:
+        (tmp_path / 'f').write_text('a file')
+        args = [f'--stories_dir={tmp_path / "f"}']
+    with FakeOpenAI() as server:   # (not the base_url of these runs: it must see no request)
+        r = run_script(f'--stories_dir={tmp_path}/s', *args, '--yes', env=llm_env())
+        assert server.chat_calls == 0
+    assert r.returncode != 0, r.stdout
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error:') and 'Traceback' not in r.stderr, r.stderr
+    assert not os.path.exists(tmp_path / 's' / '.state')
+
+
+def test_a_corrupt_middle_line_in_a_shard_is_a_one_line_error(tmp_path):
+    d = tmp_path / 's'
+    assert run_script('--num_stories=5', f'--stories_dir={d}').returncode == 0
+    shard = d / 'stories-00000.jsonl'
+    lines = shard.read_text().splitlines(keepends=True)
+    shard.write_text(''.join(lines[:2] + ['{"id": "oops\n'] + lines[2:]))
+    r = run_script('--num_stories=8', f'--stories_dir={d}')
+    assert r.returncode != 0 and 'Traceback' not in r.stderr
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()]
+    assert r.stderr.startswith('error:') and 'stories-00000.jsonl line 3' in r.stderr
 
 
 # ----------------------------------------------------------------------------- LLM backends
@@ -148,7 +211,6 @@ def test_answers_are_validated_by_words_length_and_refusal():
     assert gd.check_answer(spec, story.replace('ran', 'sat')) == 'missing words'
     assert gd.check_answer(spec, 'Tom ran with a shiny ball.') == 'too short'
     assert gd.check_answer(spec, "I'm sorry, but I can't write that. " * 10) == 'refusal'
-    assert word_used('cry', 'She cried.') and word_used('bake', 'baking') and not word_used('cat', 'a catalog')
     assert gd.split_answer('Once upon a time.\n\nSummary: A tale.') == ('Once upon a time.', 'A tale.')
 
 
@@ -200,7 +262,7 @@ def test_openai_kill_9_and_rerun_loses_nothing_and_pays_nothing_twice(tmp_path):
             time.sleep(0.01)
         p.send_signal(signal.SIGKILL)
         p.wait()
-        paid_before = [json.loads(x)['custom_id'] for x in log.read_text().splitlines() if x.endswith('}')]
+        paid_before = [x['custom_id'] for x in read_jsonl(log)]
         assert 15 <= len(paid_before) < n
         r = run_script(*args, f'--base_url={server.base_url}', env=llm_env())
         assert r.returncode == 0, r.stderr
@@ -212,3 +274,72 @@ def test_openai_kill_9_and_rerun_loses_nothing_and_pays_nothing_twice(tmp_path):
         spec = gd.story_spec(1337, int(cid[-8:]))
         assert prompts.count(gd.make_prompt(spec['words'], spec['features'])) == 1
     assert len(prompts) <= n + 4      # at most the requests in flight at the kill, twice
+
+
+# ----------------------------------------------------------------------------- exit codes
+def test_an_unreachable_server_exits_non_zero_and_says_how_many_are_unfinished(tmp_path):
+    with socket.socket() as sock:       # a port with nobody listening
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    t0 = time.time()
+    r = run_script('--backend=openai', '--num_stories=20', f'--stories_dir={tmp_path}', '--yes',
+                   f'--base_url=http://127.0.0.1:{port}/v1', '--max_retries=1', '--concurrency=2',
+                   env=llm_env())
+    assert r.returncode != 0 and 'Traceback' not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith('error: 20 of 20 stories unfinished') and 'APIConnectionError' in last
+    assert f'is the server at http://127.0.0.1:{port}/v1 up?' in last
+    assert 're-run' in last and time.time() - t0 < 20
+
+
+def test_a_server_failing_every_request_exits_non_zero_and_a_rerun_continues(tmp_path):
+    d = tmp_path / 's'
+    args = ['--backend=openai', '--num_stories=12', f'--stories_dir={d}', '--yes', '--min_words=20',
+            '--max_retries=0', '--concurrency=2']
+    with FakeOpenAI() as server:
+        server.faults += [None] * 4     # four answers, then a server that fails everything
+        server.always = '500'
+        r = run_script(*args, f'--base_url={server.base_url}', env=llm_env())
+        assert r.returncode != 0 and 'Traceback' not in r.stderr
+        assert re.search(r'error: 8 of 12 stories unfinished .*http 500', r.stderr), r.stderr
+        assert server.chat_calls < 12 + 4       # it stopped sending: five failures in a row
+        server.always = None
+        r = run_script(*args, f'--base_url={server.base_url}', env=llm_env())
+        assert r.returncode == 0, r.stderr
+        assert len(server.answered) == 12       # the four kept were not asked for again
+    ids = [x['id'] for x in read_records(d)]
+    assert sorted(ids) == [f'1337-{i:08d}' for i in range(12)]
+
+
+def test_a_server_that_echoes_the_key_does_not_get_it_printed(tmp_path):
+    with FakeOpenAI() as server:
+        server.always = '401-echo'
+        r = run_script('--backend=openai', '--num_stories=3', f'--stories_dir={tmp_path}', '--yes',
+                       f'--base_url={server.base_url}', env=llm_env())
+    assert r.returncode != 0 and 'Incorrect API key' in r.stderr
+    assert KEY not in r.stdout + r.stderr and KEY[:10] not in r.stdout + r.stderr
+    for root, _, files in os.walk(tmp_path):
+        for name in files:
+            assert KEY.encode() not in open(os.path.join(root, name), 'rb').read(), name
+
+
+def test_minimum_words_that_no_answer_can_reach_cost_nothing(tmp_path):
+    with FakeOpenAI() as server:
+        r = run_script('--backend=openai', '--num_stories=3', f'--stories_dir={tmp_path}', '--yes',
+                       '--min_words=500', '--max_words=10', f'--base_url={server.base_url}', env=llm_env())
+        assert r.returncode != 0 and server.chat_calls == 0 and 'min_words' in r.stderr
+
+
+def test_a_corrupt_middle_line_in_the_response_log_is_a_one_line_error(tmp_path):
+    d = tmp_path / 's'
+    args = ['--backend=openai', '--num_stories=4', f'--stories_dir={d}', '--yes', '--min_words=20']
+    with FakeOpenAI() as server:
+        assert run_script(*args, f'--base_url={server.base_url}', env=llm_env()).returncode == 0
+        log = d / '.state' / 'llm' / 'responses.jsonl'
+        lines = log.read_text().splitlines(keepends=True)
+        log.write_text(''.join(lines[:1] + ['{"custom_id": \n'] + lines[1:]))
+        r = run_script(*args, '--num_stories=6', f'--base_url={server.base_url}', env=llm_env())
+        assert server.chat_calls == 4                 # nothing sent on a damaged log
+    assert r.returncode != 0 and 'Traceback' not in r.stderr
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()]
+    assert r.stderr.startswith('error:') and 'responses.jsonl line 2' in r.stderr

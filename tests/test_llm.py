@@ -164,3 +164,22 @@ def test_settings_from_a_stage_config():
     assert llm.settings_from(ns) == {'backend': 'batch', 'model': 'gpt-4o', 'concurrency': 3, 'yes': True}
     with pytest.raises(SystemExit, match='^error: llm.run: unknown settings'):
         llm.run([], '/nonexistent', bogus=1)
+
+
+def test_the_key_is_masked_in_errors_a_server_echoes(tmp_path, monkeypatch):
+    key = 'sk-test-SECRET-0123456789'
+    monkeypatch.setenv('OPENAI_API_KEY', key)
+    with FakeOpenAI() as server:
+        server.always = '401-echo'
+        with pytest.raises(SystemExit) as e:
+            run(server, requests_(3), tmp_path)
+    assert 'Incorrect API key' in str(e.value) and key not in str(e.value) and 'SECRET' not in str(e.value)
+    assert llm.mask(f'bad key {key}!', {'api_key_env': 'OPENAI_API_KEY'}) == 'bad key sk-***!'
+
+
+def test_a_server_failing_every_request_stops_the_run_after_a_streak(server, tmp_path):
+    server.always = '500'
+    report, got = run(server, requests_(40), tmp_path, max_retries=0, concurrency=1)
+    assert got == [] and len(report['unfinished']) == 40
+    assert server.chat_calls == llm.FAILURE_STREAK and report['failed'] == {'http 500': llm.FAILURE_STREAK}
+    assert report['stopped'].startswith(f'{llm.FAILURE_STREAK} requests in a row failed')

@@ -119,41 +119,206 @@ def test_hub_json_list(tmp_path):
     assert meta['splits']['train']['stories'] + meta['splits']['val']['stories'] == 120
 
 
-@pytest.mark.parametrize('case', ['missing', 'empty', 'no_separator', 'not_utf8', 'small_vocab',
-                                  'unknown_type', 'no_story_field', 'gpt2_offline'])
-def test_bad_input_is_one_line_error(tmp_path, case):
-    out, env = f'--data_dir={tmp_path / "ds"}', None
-    args = []
+def write_shard(path, stories, seed=0):
+    rng = random.Random(seed)
+    with open(path, 'w') as f:
+        for i, s in enumerate(stories):
+            f.write(json.dumps({'id': str(i), 'story': s, 'summary': f'Story {i}.', 'sentence': s.split('.')[0] + '.',
+                                'instruction': {'words': rng.sample(THINGS, 2), 'features': ['Dialogue']}}) + '\n')
+    return str(path)
+
+
+def bad_input(tmp_path, case):
+    """(arguments, what the error must say) for one bad input."""
+    txt = lambda n=5: write_txt(tmp_path / 'ok.txt', make_stories(n))  # noqa: E731
     if case == 'missing':
-        args, expect = [f'--source={tmp_path / "nope.txt"}'], 'not found'
-    elif case == 'empty':
+        return [f'--source={tmp_path / "nope.txt"}'], 'not found'
+    if case == 'empty':
         (tmp_path / 'e.txt').write_text('')
-        args, expect = [f'--source={tmp_path / "e.txt"}'], 'is empty'
-    elif case == 'no_separator':
+        return [f'--source={tmp_path / "e.txt"}'], 'is empty'
+    if case == 'no_separator':
         (tmp_path / 'a.txt').write_text('One story without any separator.\nMore text.\n')
-        args, expect = [f'--source={tmp_path / "a.txt"}'], 'no <|endoftext|> separator'
-    elif case == 'not_utf8':
+        return [f'--source={tmp_path / "a.txt"}'], 'no <|endoftext|> separator'
+    if case == 'not_utf8':
         good = ''.join(s + '\n<|endoftext|>\n' for s in make_stories(5)).encode()
         (tmp_path / 'b.txt').write_bytes(good + b'Bad \xff byte\n<|endoftext|>\n')
-        args, expect = [f'--source={tmp_path / "b.txt"}'], f'byte offset {len(good) + 4}'
-    elif case == 'small_vocab':
-        args, expect = [f'--source={write_txt(tmp_path / "c.txt", make_stories(5))}',
-                        '--vocab_size=200'], 'too small'
-    elif case == 'unknown_type':
+        return [f'--source={tmp_path / "b.txt"}'], f'byte offset {len(good) + 4}'
+    if case == 'unknown_type':
         (tmp_path / 'd.csv').write_text('x')
-        args, expect = [f'--source={tmp_path / "d.csv"}'], 'unknown file type'
-    elif case == 'no_story_field':
+        return [f'--source={tmp_path / "d.csv"}'], 'unknown file type'
+    if case == 'no_story_field':
         (tmp_path / 'e.jsonl').write_text('{"text": "hi"}\n')
-        args, expect = [f'--source={tmp_path / "e.jsonl"}'], "no 'story'"
-    else:  # tiktoken's gpt2 files cannot be fetched: an empty cache, a dead proxy on 127.0.0.1
-        args = [f'--source={write_txt(tmp_path / "f.txt", make_stories(50))}', '--tokenizer=gpt2',
-                '--val_fraction=0.2']
-        env = {k: v for k, v in os.environ.items() if k.lower() != 'no_proxy'}
-        env.update(TIKTOKEN_CACHE_DIR=str(tmp_path / 'tkcache'), HTTPS_PROXY='http://127.0.0.1:9',
-                   HTTP_PROXY='http://127.0.0.1:9', https_proxy='http://127.0.0.1:9')
-        expect = "cannot load tiktoken's gpt2"
-    r = run(*args, out, env=env, ok=False)
-    assert r.returncode != 0
-    last = r.stderr.strip().splitlines()[-1]
-    assert last.startswith('error: ') and expect in last, r.stderr[-500:]
+        return [f'--source={tmp_path / "e.jsonl"}'], "no 'story'"
+    if case == 'corrupt_middle_line':
+        path = write_shard(tmp_path / 'stories-00000.jsonl', make_stories(6))
+        lines = open(path).read().splitlines(keepends=True)
+        open(path, 'w').write(''.join(lines[:3] + ['{"id": "7", "sto\n'] + lines[3:]))
+        return [f'--source={path}'], 'stories-00000.jsonl line 4 is not valid JSON'
+    if case == 'torn_last_line':
+        path = write_shard(tmp_path / 'stories-00000.jsonl', make_stories(6))
+        open(path, 'a').write('{"id": "7", "sto')
+        return [f'--source={path}'], 'line 7 is torn'
+    if case in ('random_tar_gz', 'truncated_tar_gz'):
+        import io
+        import tarfile
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode='w:gz') as tar:
+            data = json.dumps([{'story': s} for s in make_stories(200)]).encode()
+            info = tarfile.TarInfo('data00.json')
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        raw = buf.getvalue()
+        raw = random.Random(1).randbytes(4000) if case == 'random_tar_gz' else raw[:len(raw) // 2]
+        (tmp_path / 'all.tar.gz').write_bytes(raw)
+        return [f'--source={tmp_path / "all.tar.gz"}'], 'is not a readable .tar.gz'
+    if case == 'data_dir_is_a_file':
+        (tmp_path / 'ds').write_text('a file')
+        return [f'--source={txt()}'], 'is a file'
+    settings = {
+        'vocab_too_small': (['--vocab_size=200'], 'too small'),
+        'vocab_too_large': ([f'--vocab_size={2 ** 33}'], 'too large'),
+        'val_fraction_0': (['--val_fraction=0'], 'must be in (0, 1)'),
+        'val_fraction_1': (['--val_fraction=1'], 'must be in (0, 1)'),
+        'val_fraction_nan': (['--val_fraction=nan'], 'must be in (0, 1)'),
+        'workers_negative': (['--workers=-1'], '--workers=-1'),
+        'block_mb_0': (['--block_mb=0'], '--block_mb=0'),
+        'format': (['--format=xml'], 'use plain or instruct'),
+        'tokenizer': (['--tokenizer=nope'], 'use bpe or gpt2'),
+        'holdout_name': (['--format=instruct', '--instruct_holdout=Summary,Nope'], 'Nope is not one of'),
+        'holdout_plain': (['--instruct_holdout=Summary'], 'needs --format=instruct'),
+        'unknown_key': (['--vocab=300'], 'vocab'),
+    }
+    args, expect = settings[case]
+    return [f'--source={txt()}', *args], expect
+
+
+CASES = ['missing', 'empty', 'no_separator', 'not_utf8', 'unknown_type', 'no_story_field',
+         'corrupt_middle_line', 'torn_last_line', 'random_tar_gz', 'truncated_tar_gz',
+         'data_dir_is_a_file', 'vocab_too_small', 'vocab_too_large', 'val_fraction_0',
+         'val_fraction_1', 'val_fraction_nan', 'workers_negative', 'block_mb_0', 'format',
+         'tokenizer', 'holdout_name', 'holdout_plain', 'unknown_key']
+
+
+@pytest.mark.parametrize('case', CASES)
+def test_bad_input_is_one_line_error(tmp_path, case):
+    args, expect = bad_input(tmp_path, case)
+    r = run(*args, f'--data_dir={tmp_path / "ds"}', ok=False)
+    assert r.returncode != 0 and 'Traceback' not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: ') and expect in lines[0], r.stderr[-500:]
     assert not os.path.exists(tmp_path / 'ds' / 'train.bin')
+
+
+def test_no_gpt2_tokenizer_offline_is_one_line_error(tmp_path):
+    """tiktoken's gpt2 files cannot be fetched: an empty cache, a dead proxy on 127.0.0.1."""
+    env = {k: v for k, v in os.environ.items() if k.lower() != 'no_proxy'}
+    env.update(TIKTOKEN_CACHE_DIR=str(tmp_path / 'tkcache'), HTTPS_PROXY='http://127.0.0.1:9',
+               HTTP_PROXY='http://127.0.0.1:9', https_proxy='http://127.0.0.1:9')
+    r = run(f'--source={write_txt(tmp_path / "f.txt", make_stories(50))}', '--tokenizer=gpt2',
+            '--val_fraction=0.2', f'--data_dir={tmp_path / "ds"}', env=env, ok=False)
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.returncode != 0 and last.startswith('error: ') and "cannot load tiktoken's gpt2" in last
+
+
+def run_on_a_read_only_dir(out, cmd):
+    """Run cmd with directory `out` read-only. Root ignores permission bits, so as root `out`
+    becomes a read-only mount in a mount namespace of the command's own (unshare)."""
+    import shlex
+    import shutil
+    os.makedirs(out)
+    if os.geteuid() != 0:
+        os.chmod(out, 0o555)
+        try:
+            return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        finally:
+            os.chmod(out, 0o755)
+    if not shutil.which('unshare'):
+        pytest.skip('root without unshare: cannot make a read-only directory')
+    script = f"mount -t tmpfs -o ro tmpfs {shlex.quote(out)} && exec {shlex.join(cmd)}"
+    r = subprocess.run(['unshare', '-m', 'sh', '-c', script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    if 'mount' in r.stderr and 'error:' not in r.stderr:
+        pytest.skip(f'cannot mount read-only here: {r.stderr.strip()}')
+    return r
+
+
+def test_a_read_only_data_dir_is_one_line_error(tmp_path):
+    src = write_txt(tmp_path / 'ok.txt', make_stories(20))
+    out = str(tmp_path / 'ds')
+    r = run_on_a_read_only_dir(out, [sys.executable, os.path.join(ROOT, 'prepare.py'), f'--source={src}',
+                                     f'--data_dir={out}', '--vocab_size=270'])
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode != 0 and 'Traceback' not in r.stderr
+    assert len(lines) == 1 and lines[0].startswith('error: ') and 'cannot write in' in lines[0], r.stderr
+
+
+def test_a_second_prepare_on_one_data_dir_is_refused(tmp_path):
+    import dirlock
+    out = str(tmp_path / 'ds')
+    dirlock.lock_dir(out, 'test')
+    try:
+        r = run(f'--source={write_txt(tmp_path / "a.txt", make_stories(20))}', f'--data_dir={out}', ok=False)
+    finally:
+        dirlock.unlock_dir(out)
+    assert r.returncode != 0 and r.stderr.startswith('error:') and f'pid {os.getpid()}' in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def children(pid):
+    try:
+        with open(f'/proc/{pid}/task/{pid}/children') as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:
+        return []
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+
+
+def test_kill_9_mid_run_then_an_immediate_rerun_succeeds(tmp_path):
+    """The worker processes must not keep data_dir's lock once their parent is killed: killed
+    as soon as its pool has started, prepare.py leaves workers busy with 2 MB blocks, and the
+    lock is free at once all the same (without dirlock's at-fork close it is not)."""
+    import signal
+    import time
+    import dirlock
+    src = write_txt(tmp_path / 'a.txt', make_stories(40000))
+    out = tmp_path / 'ds'
+    args = [sys.executable, os.path.join(ROOT, 'prepare.py'), f'--source={src}', f'--data_dir={out}',
+            '--vocab_size=280', '--workers=2', '--block_mb=2', '--val_fraction=0.01']
+    p = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, workers = time.time() + 60, []
+    while time.time() < deadline and len(workers) < 2 and p.poll() is None:
+        workers = children(p.pid)
+        time.sleep(0.001)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert any(alive(w) for w in workers) or not workers   # (workers busy with their blocks)
+    dirlock.lock_dir(str(out), 'test')       # free at once, while those workers still run
+    dirlock.unlock_dir(str(out))
+    assert not (out / 'meta.json').exists()  # killed mid-run
+    run(*args[2:])                            # and an immediate re-run completes
+    meta = json.load(open(out / 'meta.json'))
+    assert meta['splits']['train']['stories'] + meta['splits']['val']['stories'] == 40000
+
+
+def test_instruct_holdout_keeps_a_combination_out_of_training(tmp_path):
+    d = tmp_path / 'stories'
+    d.mkdir()
+    stories = make_stories(400, seed=4)
+    write_shard(d / 'stories-00000.jsonl', stories)
+    out = str(tmp_path / 'ds')
+    r = run(f'--source={d}', f'--data_dir={out}', '--vocab_size=280', '--format=instruct',
+            '--val_fraction=0.3', '--instruct_holdout=Summary,Words')
+    assert 'held-out combination drawn again' in r.stdout
+    meta, _, train = read_split(out, 'train')
+    _, _, val = read_split(out, 'val')
+    assert meta['instruct_holdout'] == ['Summary', 'Words']
+    heads = lambda texts: [{line.split(':')[0] for line in t.partition('Story: ')[0].splitlines()} for t in texts]  # noqa: E731
+    assert not any({'Summary', 'Words'} <= h for h in heads(train))
+    assert any('Summary' in h for h in heads(train)) and any('Words' in h for h in heads(train))
+    assert any({'Summary', 'Words'} <= h for h in heads(val))       # val is rendered as usual
