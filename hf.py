@@ -79,12 +79,13 @@ def load_hf(location, device='cpu'):
     folder, report_dir = locate(location)
     hf = read_json(os.path.join(folder, 'config.json'))
     config = gpt_config(hf)
+    weights = our_weights(hf, read_weights(folder), config)
     enc, record = folder_tokenizer(folder, hf.get('eos_token_id'))
     if record['vocab_size'] > config.vocab_size:
         fail(f"{folder}: the tokenizer has ids up to {record['vocab_size'] - 1}, the model only "
              f"{config.vocab_size} embeddings")
     model = GPT(config)
-    model.load_state_dict(our_weights(hf, read_weights(folder), config))
+    model.load_state_dict(weights)
     info = {'kind': 'hf', 'location': location, 'model_dir': folder, 'report_dir': report_dir,
             'architecture': (hf.get('architectures') or [hf['model_type']])[0],
             'model_args': asdict(config), 'config': {}, 'tokenizer': record, 'iter_num': None}
@@ -290,15 +291,21 @@ def parse_vocab_merges(folder):
     except OSError as e:
         fail(f"cannot read {folder}/merges.txt: {e}")
     merges = [line.split(' ') for line in lines if line and not line.startswith('#version')]
-    names = {EOT} & set(vocab)
-    cfg_path = os.path.join(folder, 'tokenizer_config.json')
+    cfg_path, map_path = (os.path.join(folder, f) for f in ('tokenizer_config.json',
+                                                             'special_tokens_map.json'))
     cfg = read_json(cfg_path) if os.path.isfile(cfg_path) else {}
     if cfg.get('add_prefix_space'):
         fail(f"{cfg_path}: add_prefix_space cannot be represented in tiktoken")
     added = {t['content']: int(i) for i, t in (cfg.get('added_tokens_decoder') or {}).items()}
-    path = os.path.join(folder, 'special_tokens_map.json')
-    for v in (read_json(path) if os.path.isfile(path) else {}).values():
-        names |= {(t['content'] if isinstance(t, dict) else t) for t in (v if isinstance(v, list) else [v])}
+    names = {EOT} & set(vocab)
+    for key, v in [*cfg.items(), *(read_json(map_path) if os.path.isfile(map_path) else {}).items()]:
+        if key.endswith('_token') or key == 'additional_special_tokens':
+            names |= {t['content'] if isinstance(t, dict) else t for t in (v if isinstance(v, list) else [v])
+                      if isinstance(t, (str, dict))}
+    missing = sorted(t for t in names if t not in vocab and t not in added)
+    if len(missing) > 1:
+        fail(f"{folder}: special tokens {missing} are not in vocab.json, and their ids cannot be told")
+    added.update({t: len(vocab) for t in missing})  # transformers appends it after the vocabulary
     added.update({t: vocab[t] for t in names if t in vocab})
     return vocab, merges, added, GPT2_PAT_STR
 
