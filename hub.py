@@ -99,8 +99,8 @@ def _refusal(what, r):
 
 def _unreachable(what, e):
     host = urlsplit(endpoint()).netloc
-    fail(f"{what}: cannot reach {host} (no network? HF_ENDPOINT names a mirror): "
-         f"{type(e).__name__}")
+    fail(f"{what}: cannot reach {host}: no network? ({type(e).__name__}; HF_ENDPOINT can "
+         f"name a mirror)")
 
 
 # -----------------------------------------------------------------------------
