@@ -56,7 +56,7 @@ DATASETS = {
     # the demo's slice: about what a few minutes of training on 2 CPU cores can use
     'tinystories-v2-20mb': ('TinyStoriesV2-GPT4-train.txt', 'TinyStoriesV2-GPT4-valid.txt',
                             20 * 10**6, 2 * 10**6)}
-_held = []  # the cache locks this process holds (an fcntl lock lives as long as its file)
+_held = {}  # folder -> the lock this process holds on it (it lives as long as its file)
 
 
 class HubError(Exception):
@@ -160,7 +160,7 @@ def download(url, path, sha256=None, size=None, max_bytes=None, retries=5, backo
         if attempt:
             time.sleep(min(backoff * 2 ** (attempt - 1), 30))
         have = os.path.getsize(part) if os.path.exists(part) else 0
-        ask = dict(headers())
+        ask = dict(headers(), **{'Accept-Encoding': 'identity'})  # sizes are of the bytes on disk
         if have or max_bytes:
             ask['Range'] = f"bytes={have}-{max_bytes - 1 if max_bytes else ''}"
         answered = False
@@ -270,7 +270,8 @@ def download_model(spec):
     if os.path.exists(done):
         return folder
     os.makedirs(folder, exist_ok=True)
-    _held.append(lock_dir(folder, f"downloading {repo}@{rev}"))
+    if folder not in _held:  # a second lock by this process on the same folder would fail
+        _held[folder] = lock_dir(folder, f"downloading {repo}@{rev}")
     if os.path.exists(done):  # another process finished it while we waited
         return folder
     files, commit = _repo_files(repo, rev)

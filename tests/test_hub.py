@@ -195,3 +195,16 @@ def test_demo_source_via_hf_endpoint_and_without_network(tmp_path):
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
     assert r.returncode == 1 and r.stderr.startswith('error: ') and 'cannot reach' in r.stderr
     assert r.stderr.count('\n') == 1 and 'Traceback' not in r.stderr
+
+
+def test_a_failed_download_resumes_in_the_same_process(model_hub):
+    model_hub.files['/owner/tiny/resolve/main/tokenizer.json'], keep = None, \
+        model_hub.files['/owner/tiny/resolve/main/tokenizer.json']
+    with pytest.raises(hub.HubError, match='HTTP 404'):
+        hub.download_model('owner/tiny')
+    assert not os.path.exists(os.path.join(hub.model_folder('owner/tiny'), hub.COMPLETE))
+    model_hub.files['/owner/tiny/resolve/main/tokenizer.json'] = keep
+    n = len(model_hub.requests_for('/owner/tiny/resolve/main/model.safetensors'))
+    folder = hub.download_model('owner/tiny')  # the files already there are not fetched again
+    assert os.path.exists(os.path.join(folder, hub.COMPLETE))
+    assert len(model_hub.requests_for('/owner/tiny/resolve/main/model.safetensors')) == n
