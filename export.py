@@ -2,7 +2,8 @@
 Export a model to a Hugging Face folder that transformers loads with no custom code.
 
     python export.py --out_dir=out/demo --hf_dir=hf/demo
-    python -c "from transformers import pipeline; print(pipeline('text-generation', 'hf/demo')('<|endoftext|>Once upon a time'))"
+    python -c "from transformers import pipeline; print(pipeline('text-generation', 'hf/demo')(
+               '<|endoftext|>Once upon a time', max_new_tokens=100)[0]['generated_text'])"
 
 The folder holds:
 - config.json + model.safetensors: GPT-2's architecture (GPT2LMHeadModel) for a model without

@@ -206,7 +206,8 @@ def our_weights(hf, sd, config):
 def byte_table():
     """GPT-2's byte -> character table: the printable bytes stand for themselves, the others
     for the characters from 256 on, so that any byte string can be written as a token string."""
-    keep = [*range(ord('!'), ord('~') + 1), *range(ord('¡'), ord('¬') + 1), *range(ord('®'), 256)]
+    keep = [*range(ord('!'), ord('~') + 1), *range(ord('¡'), ord('¬') + 1),
+            *range(ord('®'), 256)]
     extra = iter(range(256, 512))
     return {b: chr(b) if b in keep else chr(next(extra)) for b in range(256)}
 
@@ -267,7 +268,8 @@ def parse_tokenizer_json(d, where):
         fail(f"{where}: normalizer {d['normalizer'].get('type')} cannot be represented in tiktoken")
     pre = d.get('pre_tokenizer') or {}
     steps = pre.get('pretokenizers', [])
-    if pre.get('type') == 'ByteLevel' and pre.get('use_regex', True) and not pre.get('add_prefix_space'):
+    if pre.get('type') == 'ByteLevel' and pre.get('use_regex', True) and \
+            not pre.get('add_prefix_space'):
         pat = GPT2_PAT_STR
     elif (pre.get('type') == 'Sequence' and len(steps) == 2 and steps[0].get('type') == 'Split'
           and 'Regex' in steps[0].get('pattern', {}) and steps[0].get('behavior') == 'Isolated'
@@ -298,13 +300,14 @@ def parse_vocab_merges(folder):
         fail(f"{cfg_path}: add_prefix_space cannot be represented in tiktoken")
     added = {t['content']: int(i) for i, t in (cfg.get('added_tokens_decoder') or {}).items()}
     names = {EOT} & set(vocab)
-    for key, v in [*cfg.items(), *(read_json(map_path) if os.path.isfile(map_path) else {}).items()]:
+    special_map = read_json(map_path) if os.path.isfile(map_path) else {}
+    for key, v in [*cfg.items(), *special_map.items()]:  # bos_token, eos_token ...: str or dict
         if key.endswith('_token') or key == 'additional_special_tokens':
-            names |= {t['content'] if isinstance(t, dict) else t for t in (v if isinstance(v, list) else [v])
-                      if isinstance(t, (str, dict))}
+            names |= {t['content'] if isinstance(t, dict) else t
+                      for t in (v if isinstance(v, list) else [v]) if isinstance(t, (str, dict))}
     missing = sorted(t for t in names if t not in vocab and t not in added)
     if len(missing) > 1:
-        fail(f"{folder}: special tokens {missing} are not in vocab.json, and their ids cannot be told")
+        fail(f"{folder}: special tokens {missing} are not in vocab.json: their ids are unknown")
     added.update({t: len(vocab) for t in missing})  # transformers appends it after the vocabulary
     added.update({t: vocab[t] for t in names if t in vocab})
     return vocab, merges, added, GPT2_PAT_STR
@@ -366,13 +369,14 @@ def hf_weights(model):
     get = lambda k, n: sd[k] if k in sd else torch.zeros(n)  # bias=False: the biases are zero
     lin = (lambda w: w) if neo else (lambda w: w.t())
     out = {'transformer.wte.weight': sd['wte.weight'], 'transformer.wpe.weight': sd['wpe.weight'],
-           'transformer.ln_f.weight': sd['ln_f.weight'], 'transformer.ln_f.bias': get('ln_f.bias', C)}
+           'transformer.ln_f.weight': sd['ln_f.weight'],
+           'transformer.ln_f.bias': get('ln_f.bias', C)}
     for i in range(c.n_layer):
         p, q = f'h.{i}.', f'transformer.h.{i}.'
-        for k in ('ln_1', 'ln_2'):
-            out[q + k + '.weight'], out[q + k + '.bias'] = sd[p + k + '.weight'], get(p + k + '.bias', C)
-        for k, n in (('mlp.c_fc', 4 * C), ('mlp.c_proj', C)):
-            out[q + k + '.weight'], out[q + k + '.bias'] = lin(sd[p + k + '.weight']), get(p + k + '.bias', n)
+        for k, n, f in (('ln_1', C, None), ('ln_2', C, None), ('mlp.c_fc', 4 * C, lin),
+                        ('mlp.c_proj', C, lin)):
+            w = sd[p + k + '.weight']
+            out[q + k + '.weight'], out[q + k + '.bias'] = f(w) if f else w, get(p + k + '.bias', n)
         w, b = sd[p + 'attn.c_attn.weight'], get(p + 'attn.c_attn.bias', 3 * C)
         proj_w, proj_b = sd[p + 'attn.c_proj.weight'], get(p + 'attn.c_proj.bias', C)
         if not neo:
@@ -407,7 +411,8 @@ def tokenizer_json(enc):
     added = [{'id': i, 'content': s, 'single_word': False, 'lstrip': False, 'rstrip': False,
               'normalized': False, 'special': True}
              for s, i in sorted(enc._special_tokens.items(), key=lambda kv: kv[1])]
-    byte_level = {'type': 'ByteLevel', 'add_prefix_space': False, 'trim_offsets': True, 'use_regex': False}
+    byte_level = {'type': 'ByteLevel', 'add_prefix_space': False, 'trim_offsets': True,
+                  'use_regex': False}
     return {'version': '1.0', 'truncation': None, 'padding': None, 'added_tokens': added,
             'normalizer': None,
             'pre_tokenizer': {'type': 'Sequence', 'pretokenizers': [
