@@ -140,7 +140,8 @@ class Progress:
             self.bar.update(n)
         elif time.time() - self.last >= self.every:
             self.last = time.time()
-            of = f" of {self.total / 1e6:.1f} MB ({100 * self.done / self.total:.0f}%)" if self.total else ''
+            of = (f" of {self.total / 1e6:.1f} MB ({100 * self.done / self.total:.0f}%)"
+                  if self.total else '')
             print(f"{self.name}: {self.done / 1e6:.1f} MB{of}", file=sys.stderr, flush=True)
 
     def close(self):
@@ -168,7 +169,8 @@ def download(url, path, sha256=None, size=None, max_bytes=None, retries=5, backo
             with requests.get(url, headers=ask, stream=True, timeout=60) as r:
                 answered = True
                 if r.status_code == 416:  # our part is not a prefix of this file: start over
-                    os.remove(part)
+                    if os.path.exists(part):
+                        os.remove(part)
                     last = 'range not satisfiable'
                     continue
                 if 400 <= r.status_code < 500:
