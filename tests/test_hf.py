@@ -16,6 +16,7 @@ import torch
 transformers = pytest.importorskip('transformers')
 
 import hf  # noqa: E402
+import tokenizer as T  # noqa: E402
 from hf_helpers import EOT, FakeHub, random_text, tiny_hf_model, train_hf_tokenizer  # noqa: E402
 from model import GPT, load_run  # noqa: E402
 
@@ -74,11 +75,13 @@ def test_logits_generation_and_tokenizer_match(folders, kind):
     assert mine == ref.tolist() and len(mine) == 30
 
     rng = random.Random(kind)
+    again = T.encoding_from_record(info['tokenizer'])  # a checkpoint's record, as train.py saves
     for _ in range(300):
         text = random_text(rng)
         ids = enc.encode(text, allowed_special='all')
         assert ids == tok.encode(text, add_special_tokens=False), repr(text)
         assert enc.decode(ids) == tok.decode(ids)
+        assert again.encode(text, allowed_special='all') == ids
 
 
 def test_hf_location_through_a_local_hub(folders, tmp_path, monkeypatch):
