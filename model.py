@@ -29,6 +29,8 @@ class GPTConfig:
     dropout: float = 0.0
     bias: bool = True        # biases in Linear and LayerNorm, as GPT-2/GPT-Neo
     window_size: int = 0     # >0: odd layers attend locally to this many tokens (GPT-Neo used 256)
+    qkv_bias: bool = True    # biases on the queries, keys, values too (GPT-2); GPT-Neo has none
+    activation: str = 'gelu'  # gelu (exact) | gelu_tanh (the tanh approximation: GPT-2/Neo's gelu_new)
 
 
 class CausalSelfAttention(nn.Module):
@@ -37,7 +39,8 @@ class CausalSelfAttention(nn.Module):
         assert config.n_embd % config.n_head == 0, "n_embd must be divisible by n_head"
         self.n_head = config.n_head
         self.window = config.window_size if local else 0
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v at once
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd,  # q, k, v at once
+                                bias=config.bias and config.qkv_bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = config.dropout
         self.resid_dropout = nn.Dropout(config.dropout)
@@ -74,7 +77,10 @@ class MLP(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.act = nn.GELU()  # a module, so a forward hook can read the neurons' activations
+        if config.activation not in ('gelu', 'gelu_tanh'):
+            raise ValueError(f"activation={config.activation!r}: use gelu or gelu_tanh")
+        # a module, so a forward hook can read the neurons' activations
+        self.act = nn.GELU(approximate='tanh' if config.activation == 'gelu_tanh' else 'none')
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
@@ -493,13 +499,21 @@ def load_checkpoint(path, device='cpu'):
 
 
 def load_run(out_dir, device='auto'):
-    """(model, encoding, checkpoint dict): what the later stages (sample, grade, diversity,
-    interpret) need from a trained run, the model in eval mode and the tokenizer it was trained
-    with (the checkpoint carries its record). device 'auto': cuda if there is one, else cpu."""
+    """(model, encoding, info): what the later stages (sample, grade, diversity, interpret) need
+    from a model location, the model in eval mode and its tokenizer. The location is a run of
+    ours (a directory with ckpt.pt; info is the checkpoint dict), a Hugging Face model folder
+    (config.json + weights), or hf:OWNER/NAME[@REVISION] (downloaded once; both are hf.py's).
+    info always has tokenizer (its eot_token ...), model_args, config, kind ('run' | 'hf') and
+    report_dir (where a stage writes its reports). device 'auto': cuda if there is one, else cpu."""
     from tokenizer import encoding_from_record  # here, so this file needs only torch
     device = pick_device(device)
+    if out_dir.startswith('hf:') or (os.path.isfile(os.path.join(out_dir, 'config.json')) and
+                                     not os.path.exists(os.path.join(out_dir, 'ckpt.pt'))):
+        from hf import load_hf
+        return load_hf(out_dir, device)
     model, ckpt = load_checkpoint(out_dir, device)
     if 'tokenizer' not in ckpt:
         raise SystemExit(f"error: {out_dir}/ckpt.pt has no tokenizer record")
+    ckpt.update(kind='run', report_dir=out_dir if os.path.isdir(out_dir) else os.path.dirname(out_dir))
     return model, encoding_from_record(ckpt['tokenizer']), ckpt
 

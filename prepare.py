@@ -5,15 +5,17 @@ Turn story text into the token bins that train.py memory-maps.
     python prepare.py --source=data/demo_stories --data_dir=data/demo       # generate_data.py output
     python prepare.py --source=stories.txt --val_source=valid.txt --vocab_size=8192
     python prepare.py --source=tinystories-instruct --format=instruct --data_dir=data/instruct
+    python prepare.py --tokenizer=hf:roneneldan/TinyStories-33M --data_dir=data/ts_gpt2  # a model's tokenizer
 
-Sources: `tinystories` (V2, GPT-4 stories), `tinystories-v1`, `tinystories-instruct` (hub
-downloads, cached in cache_dir), or a local .txt (stories between `<|endoftext|>` lines),
-.jsonl/.json (records with a `story` field), or a directory of those (stories.py reads them).
+Sources: `tinystories` (V2, GPT-4 stories), `tinystories-v1`, `tinystories-instruct`,
+`tinystories-v2-20mb` (V2's first 20 MB of train and 2 MB of valid stories: the demo's), all
+downloaded by hub.py from $HF_ENDPOINT into cache_dir; or a local .txt (stories between
+`<|endoftext|>` lines), .jsonl/.json (records with a `story` field), or a directory of those.
 
 The work, in order, each step resumable (its output is written atomically under
 data_dir/.prepare/, and a rerun after kill -9 skips the steps already done):
   1. read + clean (mojibake, whitespace, empty, duplicates), hold out val, count chunks for BPE
-  2. train the BPE tokenizer (or take GPT-2's), saved as tokenizer.tiktoken
+  2. train the BPE tokenizer (or take GPT-2's, or a model's), saved as tokenizer.tiktoken
   3. encode both splits on all cores -> train.bin / val.bin: EOT s1 EOT s2 ... EOT sN EOT
   4. move the files into data_dir, meta.json last (its presence means the dataset is complete)
 One run at a time writes a data_dir (a second is refused; the worker processes do not keep the
@@ -31,10 +33,9 @@ import time
 
 import numpy as np
 import regex
-import requests
-from tqdm import tqdm
 
 import dirlock
+import hub
 import stories
 import tokenizer as T
 from atomic_write import atomic_open, atomic_write
@@ -42,13 +43,14 @@ from dataset import read_meta
 from progress import progress
 
 # -----------------------------------------------------------------------------
-source = 'tinystories'      # tinystories | tinystories-v1 | tinystories-instruct | a path
+source = 'tinystories'      # a name in hub.DATASETS (tinystories, tinystories-v2-20mb ...) | a path
 val_source = ''             # a file or directory used as the val split (default: hold out)
 val_fraction = 0.005        # held-out share of stories when there is no val_source
 data_dir = 'data/tinystories'
 cache_dir = 'data/hub'      # downloads land here; a second run reuses them
-hub_url = 'https://huggingface.co/datasets/roneneldan/TinyStories/resolve/main'
+hub_url = ''                # the dataset's files (default: $HF_ENDPOINT's roneneldan/TinyStories)
 tokenizer = 'bpe'           # bpe (ours, trained here) | gpt2 (tiktoken's, needs internet once)
+                            # | a model location (hf:OWNER/NAME or a folder): that model's tokenizer
 vocab_size = 4096           # bpe: 256 bytes + merges + <|endoftext|>
 format = 'plain'            # plain | instruct (Summary/Features/Sentence/Words, then Story)
 instruct_holdout = ''       # instruct: e.g. 'Summary,Words': no train story's prompt has all of these
@@ -59,9 +61,6 @@ block_mb = 2.0              # MB of text per work unit
 force = False               # redo even if data_dir is up to date / holds another tokenizer
 # -----------------------------------------------------------------------------
 
-HUB = {'tinystories': ('TinyStoriesV2-GPT4-train.txt', 'TinyStoriesV2-GPT4-valid.txt'),
-       'tinystories-v1': ('TinyStories-train.txt', 'TinyStories-valid.txt'),
-       'tinystories-instruct': ('TinyStories_all_data.tar.gz', None)}
 SEP = T.EOT
 
 
@@ -75,87 +74,14 @@ def fail(msg):
 
 
 # -----------------------------------------------------------------------------
-# downloads
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _hub_sha256(r):
-    """The hub names an LFS file's sha256 in X-Linked-Etag (on the redirect, or the answer)."""
-    for resp in list(r.history) + [r]:
-        tag = resp.headers.get('X-Linked-Etag', '').strip('"')
-        if len(tag) == 64 and all(c in '0123456789abcdef' for c in tag):
-            return tag
-    return None
-
-
-def download(url, path, sha256=None, retries=5, backoff=1.0):
-    """Stream url to path with a progress bar, resuming a partial `path.part` with HTTP Range.
-    Only a complete, verified file is ever renamed to `path`, so its presence means done."""
-    if os.path.exists(path):
-        return path
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    part, last = path + '.part', None
-    for attempt in range(retries):
-        if attempt:
-            time.sleep(min(backoff * 2 ** (attempt - 1), 30))
-        have = os.path.getsize(part) if os.path.exists(part) else 0
-        try:
-            with requests.get(url, headers={'Range': f'bytes={have}-'} if have else {},
-                              stream=True, timeout=60) as r:
-                if r.status_code == 416:  # our part is not a prefix of this file: start over
-                    os.remove(part)
-                    last = 'range not satisfiable'
-                    continue
-                if 400 <= r.status_code < 500:
-                    fail(f"download {url}: HTTP {r.status_code}")
-                r.raise_for_status()
-                sha256 = sha256 or _hub_sha256(r)
-                if r.status_code == 206:
-                    total = int(r.headers['Content-Range'].rpartition('/')[2])
-                else:  # 200: the server ignored Range (or we had nothing): from the start
-                    have, length = 0, r.headers.get('Content-Length')
-                    total = int(length) if length else None
-                with open(part, 'ab' if have else 'wb') as f, \
-                        tqdm(total=total, initial=have, unit='B', unit_scale=True,
-                             desc=os.path.basename(path)) as bar:
-                    for block in r.iter_content(1 << 16):
-                        f.write(block)
-                        bar.update(len(block))
-        except (requests.ConnectionError, requests.Timeout,
-                requests.exceptions.ChunkedEncodingError, requests.HTTPError) as e:
-            last = f"{type(e).__name__}: {str(e)[:120]}"
-            continue
-        size = os.path.getsize(part)
-        if total is not None and size != total:
-            last = f"got {size} of {total} bytes"
-            if size > total:
-                os.remove(part)
-            continue
-        if sha256 and sha256_file(part) != sha256:
-            os.remove(part)
-            fail(f"download {url}: sha256 mismatch (the partial file was removed; rerun)")
-        os.replace(part, path)
-        return path
-    fail(f"download {url} failed after {retries} tries ({last}); rerun to resume {part}")
-
-
-# -----------------------------------------------------------------------------
-# reading (the formats themselves are stories.py's)
+# reading (the downloads are hub.py's; the formats themselves are stories.py's)
 
 def resolve(src):
     """A source name or path -> (train files, val files or None)."""
-    if src in HUB:
-        train_name, val_name = HUB[src]
-        get = lambda name: download(f"{hub_url.rstrip('/')}/{name}", os.path.join(cache_dir, name))
-        return [get(train_name)], ([get(val_name)] if val_name else None)
+    if src in hub.DATASETS:
+        return hub.dataset_files(src, cache_dir, hub_url)
     if not os.path.exists(src):
-        fail(f"source {src!r} not found (a path, or one of: {', '.join(HUB)})")
+        fail(f"source {src!r} not found (a path, or one of: {', '.join(hub.DATASETS)})")
     return stories.list_files(src), None
 
 
@@ -275,8 +201,6 @@ def holdout_names():
 
 def check_settings():
     """Every setting checked before any work (a one-line error names the bad value)."""
-    if tokenizer not in ('bpe', 'gpt2'):
-        fail(f"--tokenizer={tokenizer!r}: use bpe or gpt2")
     if format not in ('plain', 'instruct'):
         fail(f"--format={format!r}: use plain or instruct")
     if tokenizer == 'bpe' and vocab_size < 256 + 1:
@@ -302,6 +226,9 @@ def main():
     t0 = time.time()
     nproc = workers or os.cpu_count() or 1
     check_settings()
+    model_ranks = model_pat = model_sha = None
+    if tokenizer not in ('bpe', 'gpt2'):  # a model location: that model's own tokenizer
+        model_ranks, model_pat, model_sha = model_tokenizer(tokenizer)
     if os.path.isfile(data_dir):
         fail(f"--data_dir={data_dir} is a file: give a directory (it is made if missing)")
     dirlock.lock_dir(data_dir, 'prepare.py run')   # held until exit; workers do not inherit it
@@ -312,7 +239,10 @@ def main():
         val_files = stories.list_files(val_source)
     spec = {'tokenizer': tokenizer, 'vocab_size': vocab_size if tokenizer == 'bpe' else 50257,
             'pat_str': T.PAT_STR if tokenizer == 'bpe' else T.GPT2_PAT_STR}
-    options = dict(spec, format=format, ascii_only=ascii_only, seed=seed, holdout=holdout_names(),
+    if model_ranks is not None:
+        spec.update(vocab_size=len(model_ranks) + 1, pat_str=model_pat)
+    options = dict(spec, model_tokenizer=model_sha, format=format, ascii_only=ascii_only, seed=seed,
+                   holdout=holdout_names(),
                    val_fraction=None if val_files else val_fraction,
                    files=[[p, os.path.getsize(p), os.stat(p).st_mtime_ns]
                           for p in train_files + (val_files or [])],
@@ -355,6 +285,8 @@ def main():
         t1 = time.time()
         if tokenizer == 'gpt2':
             ranks = gpt2_ranks()
+        elif model_ranks is not None:
+            ranks = model_ranks
         else:
             counts = [collections.Counter(c) for c in report.pop('chunks')]
             ranks = T.train_bpe(chunk_counts=counts, vocab_size=vocab_size, progress=True)
@@ -459,6 +391,22 @@ def gpt2_ranks():
     return dict(enc._mergeable_ranks)
 
 
+def model_tokenizer(location):
+    """A model's tokenizer (hf:OWNER/NAME or a folder) -> (ranks, pattern, sha256), if it has
+    our layout: the bins, meta.json and the fast encoder assume tokens 0..n-1, then EOT = n."""
+    import hf
+    enc, record = hf.load_tokenizer(location)
+    ranks = enc._mergeable_ranks
+    if (record['eot_token'] != len(ranks) or set(enc._special_tokens) != {T.EOT}
+            or sorted(ranks.values()) != list(range(len(ranks)))):
+        fail(f"{location}'s tokenizer is not laid out as ours (tokens 0..n-1, then {T.EOT} "
+             f"as n, no other special tokens): prepare.py cannot write bins in it")
+    if enc._pat_str not in (T.PAT_STR, T.GPT2_PAT_STR):
+        fail(f"{location}'s pre-tokenising pattern is neither GPT-2's nor ours: prepare.py's "
+             f"chunked encoder is exact only for those")
+    return dict(ranks), enc._pat_str, record['sha256']
+
+
 def encode_split(txt_path, bin_path, ranks, spec, dtype, nproc):
     """Step 3: stream the cleaned text through worker processes into the bin (atomically)."""
     eot = len(ranks)
@@ -480,7 +428,7 @@ def encode_split(txt_path, bin_path, ranks, spec, dtype, nproc):
 if __name__ == '__main__':
     try:
         main()
-    except (PrepareError, stories.StoryError) as e:
+    except (PrepareError, stories.StoryError, hub.HubError) as e:
         raise SystemExit(f"error: {e}")
     except OSError as e:   # a full disk, a directory made read-only mid-run ...
         raise SystemExit(f"error: {e.filename or data_dir}: {e.strerror or e}: nothing was lost; "

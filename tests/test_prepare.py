@@ -183,7 +183,7 @@ def bad_input(tmp_path, case):
         'workers_negative': (['--workers=-1'], '--workers=-1'),
         'block_mb_0': (['--block_mb=0'], '--block_mb=0'),
         'format': (['--format=xml'], 'use plain or instruct'),
-        'tokenizer': (['--tokenizer=nope'], 'use bpe or gpt2'),
+        'tokenizer': (['--tokenizer=nope'], 'is not a model location'),
         'holdout_name': (['--format=instruct', '--instruct_holdout=Summary,Nope'], 'Nope is not one of'),
         'holdout_plain': (['--instruct_holdout=Summary'], 'needs --format=instruct'),
         'unknown_key': (['--vocab=300'], 'vocab'),
