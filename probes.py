@@ -572,6 +572,37 @@ def probes_table(report):
     return '\n'.join(lines)
 
 
+# ----------------------------------------------------------------------------- instruction following
+def run_words(model, enc, path, template, max_new_tokens, temperature, seed, batch_size):
+    """Instruction following: the fraction of required words that appear (data_words.word_used,
+    the matcher generation validates with) in stories generated from `Words:` prompts, as the
+    paper checked its Instruct models. A prompt too long for the context is marked, not scored."""
+    from completions import complete
+    from data_words import word_used
+    from jsonl import read_jsonl
+    items = read_jsonl(path, missing_ok=False)
+    if not items:
+        raise SystemExit(f"error: words file {path} is empty")
+    for n, it in enumerate(items, 1):
+        if not isinstance(it, dict) or not isinstance(it.get('words'), list) or not it['words']:
+            raise SystemExit(f"error: {path} item {n}: needs a non-empty \"words\" list")
+    prompts = [[enc.eot_token] + enc.encode_ordinary(template.format(words=', '.join(it['words'])))
+               for it in items]
+    outs = complete(model, prompts, max_new_tokens, enc.eot_token, temperature, 0, seed, batch_size,
+                    desc='instruct stories')
+    rows = []
+    for n, (it, out) in enumerate(zip(items, outs), 1):
+        story = None if out is None else enc.decode(out)
+        rows.append({'id': it.get('id', f"item-{n}"), 'words': it['words'], 'too_long': out is None,
+                     'used': [w for w in it['words'] if story is not None and word_used(w, story)],
+                     'story': story})
+    scored = [r for r in rows if not r['too_long']]
+    total = sum(len(r['words']) for r in scored)
+    used = sum(len(r['used']) for r in scored)
+    return {'prompts': len(scored), 'too_long': len(rows) - len(scored), 'words': total, 'used': used,
+            'fraction': used / total if total else None, 'template': template, 'items': rows}
+
+
 # ----------------------------------------------------------------------------- the generator's command line
 if __name__ == '__main__':
     from atomic_write import atomic_write
