@@ -99,9 +99,11 @@ def read_train_stories(data_dir, model, ckpt):
     ds = open_dataset(data_dir, splits=splits)
     theirs = ds.tokenizer_record()
     if ds.vocab_size != model.config.vocab_size or tokenizer_hash(theirs) != tokenizer_hash(ckpt['tokenizer']):
-        raise SystemExit(f"error: {data_dir} was tokenized with another tokenizer (vocab_size "
-                         f"{ds.vocab_size}) than the model (vocab_size {model.config.vocab_size}): "
-                         f"pass the dataset it was trained on, or --source=<story files> to re-encode text")
+        theirs_is = (f"vocab_size {ds.vocab_size}, the model's {model.config.vocab_size}"
+                     if ds.vocab_size != model.config.vocab_size else "the same size, other tokens")
+        raise SystemExit(f"error: {data_dir} was tokenized with another tokenizer than the model's "
+                         f"({theirs_is}): pass the dataset it was trained on, or --source=<story "
+                         f"files> to re-encode their text")
     enc = ds.encoding()
     toks = ds.stories('train', max_train_stories)
     texts = enc.decode_batch([t.tolist() for t in toks])
