@@ -183,7 +183,8 @@ def k_colour(rng):
     prompt = [f"{p['name']} looked at the {thing}. It was",
               f'"What colour is the {thing}?" asked {p["name"]}. Dad said, "It is',
               f"{p['name']} drew the {thing} with a crayon. {p['She']} picked the crayon that was"][c]
-    wrong = others(rng, COLOURS, {colour} | set(also.split()), DISTRACTORS)
+    pool = sorted({c for _, c, _ in COLOUR_OF})  # colours that are answers too: no word is only ever wrong
+    wrong = others(rng, pool, {colour} | set(also.split()), DISTRACTORS)
     return prompt, colour, wrong, '."' if c == 1 else '.'
 
 
@@ -210,7 +211,7 @@ def k_opposite(rng):
     c = rng.randrange(2)
     prompt = [f"The {x} was {adj}, but the {y} was",
               f"{p['name']} said, \"The {x} is {adj}, but the {y} is"][c]
-    pool = sorted({row[3] for row in OPPOSITES} | {row[1] for row in OPPOSITES})
+    pool = sorted({row[3] for row in OPPOSITES})
     wrong = [adj] + others(rng, pool, {adj, opp} | set(also.split()), DISTRACTORS - 1)
     return prompt, opp, wrong, '."' if c else '.'
 
@@ -316,16 +317,17 @@ def r_feeling(rng):
 
 def r_consequence(rng):
     text, effect, also = rng.choice(CONSEQUENCES)
-    pool = sorted({e for _, e, _ in CONSEQUENCES} | {'sing', 'fly', 'grow', 'laugh'})
+    pool = sorted({e for _, e, _ in CONSEQUENCES})
     return fill(text, rng), effect, others(rng, pool, {effect} | set(also.split()), DISTRACTORS), '.'
 
 
 def r_weather(rng):
     a = person(rng)
-    rain = rng.random() < 0.5
-    prompt = (f"{a['name']} wanted to play outside, but it was {'raining' if rain else 'very cold'}. "
-              f"So {a['she']} stayed")
-    return prompt, 'inside', ['outside', 'in the sea', 'on the moon'], '.'
+    bad = rng.choice(['raining hard', 'very cold', 'snowing', 'very windy', None, None])
+    weather = f"but it was {bad}" if bad else rng.choice(['and the sun was shining', 'and it was warm'])
+    prompt = f"{a['name']} wanted to play outside, {weather}. So {a['she']} played"
+    right, wrong = ('inside', 'outside') if bad else ('outside', 'inside')
+    return prompt, right, [wrong, 'in the sea', 'on the moon'], '.'
 
 
 # ----------------------------------------------------------------------------- context tracking
