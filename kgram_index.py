@@ -77,7 +77,7 @@ class KGramIndex:
         vocab = _Vocab()
         # pass 1: words -> ids, kept as int32 (4 bytes a word) with each chunk's story boundaries
         chunks, ids, lens = [], [], []
-        for story in progress_bar(stories, desc='index: words', unit=' stories', disable=not progress):
+        for story in progress_bar(stories, desc='index: words', unit='stories', disable=not progress):
             ws = words(story)
             ids.extend(map(vocab.__getitem__, ws))
             lens.append(len(ws))
