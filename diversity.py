@@ -31,7 +31,7 @@ import time
 import numpy as np
 
 from atomic_write import atomic_write
-from kgram_index import KGramIndex, closest_brute_force, kgrams, words  # noqa: F401 (re-exported)
+from kgram_index import WORD_RE, KGramIndex, closest_brute_force, kgrams, words  # noqa: F401 (re-exported)
 
 # -----------------------------------------------------------------------------
 out_dir = 'out'          # the run: reads its ckpt.pt, writes <report_dir>/diversity/
@@ -173,7 +173,7 @@ def plot(path, panels, suptitle):
 
 def highlight(text, shared, k):
     """text as HTML (escaped), its words that belong to a shared k-gram marked."""
-    ms = list(re.finditer(r"[A-Za-z0-9]+(?:'[A-Za-z]+)?", text))
+    ms = list(re.finditer(WORD_RE.pattern, text, re.IGNORECASE))  # words() on the original text
     ws = [m.group().lower() for m in ms]
     hit = [False] * len(ws)
     for i in range(len(ws) - k + 1):
