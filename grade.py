@@ -28,6 +28,7 @@ import os
 from atomic_write import atomic_write
 from completions import check_settings, complete, file_fingerprint
 from configurator import configure
+from dirlock import lock_dir
 from gpt_eval import AGE_GROUPS, SCORES, grade_completions, summarise  # noqa: F401
 from jsonl import read_jsonl
 from model import load_run
@@ -92,7 +93,6 @@ def checkpoint_info(model, info):
 
 def report_folder(info):
     """<report_dir>/grade/, locked for this process (a second grade.py of the same run is refused)."""
-    from dirlock import lock_dir
     path = os.path.join(info.get('report_dir', out_dir), 'grade')
     lock_dir(path, 'grade.py')
     return path
