@@ -1,9 +1,11 @@
-"""diversity.py: Rouge-k on hand-computed cases, the k-gram index against brute force."""
+"""diversity.py: Rouge-k on hand-computed cases, the k-gram index (kgram_index.py) against brute
+force, the stage end to end (report, resume from its journal, the metrics table)."""
 import random
 
 import pytest
 
-from diversity import KGramIndex, closest_brute_force, kgrams, rouge_f, rouge_precision, words
+from diversity import rouge_f, rouge_precision
+from kgram_index import KGramIndex, closest_brute_force, kgrams, words
 
 
 def test_words_lowercase_and_keep_apostrophes():
@@ -120,7 +122,7 @@ def test_stage_writes_report_and_resumes(tmp_path):
     write_dataset(data, stories[:50], stories[50:])
     write_tiny_checkpoint(out, block_size=128)
     args = [f'--out_dir={out}', f'--data_dir={data}', '--num_stories=8', '--max_new_tokens=40',
-            '--overlap_ks=2,3']
+            '--overlap_ks=2,3', '--batch_size=5', '--device=cpu']
     r = run_stage(*args)
     assert r.returncode == 0, r.stderr
     rep = os.path.join(out, 'diversity')
@@ -133,30 +135,37 @@ def test_stage_writes_report_and_resumes(tmp_path):
         recs = [json.loads(line) for line in f]
     assert len(recs) == 8
     for rec in recs:  # each prompt is the first 40% of the training story it came from
+        assert not rec['too_long']
         assert stories[rec['story']].startswith(rec['prompt'] )
         assert rec['prompt'] + rec['ending'] == stories[rec['story']]
     # the reported closest-story figures are the brute-force ones
     best = max(closest_brute_force(stories[:50], r['completion'])[1] / max(len(kgrams(words(r['completion']), 2)), 1)
                for r in recs)
     assert summary['closest_precision']['max'] == pytest.approx(best, abs=1e-4)
-    # resume: keep 3 finished completions, drop the rest; a re-run keeps those 3 as they were
-    with open(os.path.join(rep, 'completions.jsonl'), 'w') as f:
-        f.writelines(json.dumps(rec) + '\n' for rec in recs[:3])
-        f.write('{"key": "half a line')  # what kill -9 mid-write could leave
+    assert 'Rouge-2 precision of the completion against the true ending' in r.stdout
+    assert 'max Rouge-2 F against the other completions' in r.stdout
+    assert summary['measures']['closest_precision'].startswith('max Rouge-2 precision')
+    # resume: the journal keeps batch 0 whole and a torn line (what kill -9 mid-write leaves);
+    # a re-run makes only the rest, and every completion is what the first run made
+    journal = os.path.join(rep, '.state', 'samples.jsonl')
+    lines = open(journal).read().splitlines(keepends=True)
+    assert len(lines) == 2  # 8 completions in batches of 5
+    with open(journal, 'w') as f:
+        f.write(lines[0] + lines[1][:30])
+    os.remove(os.path.join(rep, 'completions.jsonl'))
     r = run_stage(*args)
     assert r.returncode == 0, r.stderr
     with open(os.path.join(rep, 'completions.jsonl')) as f:
         again = [json.loads(line) for line in f]
-    assert len(again) == 8 and again[:3] == recs[:3]
+    assert again == recs
+    assert open(journal).read().splitlines(keepends=True)[0] == lines[0]
 
 
 def test_stage_bad_input(tmp_path):
     r = run_stage(f'--out_dir={tmp_path}/none')
     assert r.returncode != 0 and 'error: no checkpoint' in r.stderr
     write_tiny_checkpoint(str(tmp_path / 'run'))
-    r = run_stage(f'--out_dir={tmp_path}/run', '--cut=1.5')
-    assert r.returncode != 0 and 'error: --cut' in r.stderr
-    r = run_stage(f'--out_dir={tmp_path}/run')  # the tiny checkpoint names no data_dir
+    r = run_stage(f'--out_dir={tmp_path}/run', '--device=cpu')  # the tiny checkpoint names no data_dir
     assert r.returncode != 0 and 'error:' in r.stderr and 'data_dir' in r.stderr
 
 
@@ -188,7 +197,7 @@ def test_stage_source_txt_and_jsonl(tmp_path):
     out = str(tmp_path / 'run')
     write_tiny_checkpoint(out, block_size=128)  # it names no data_dir: --source is enough
     for source in (tmp_path / 'train.txt', d):
-        r = run_stage(f'--out_dir={out}', f'--source={source}', '--num_stories=4', '--max_new_tokens=20',
+        r = run_stage(f'--out_dir={out}', f'--source={source}', '--num_stories=4', '--max_new_tokens=20', '--device=cpu',
                       '--overlap_ks=2', '--max_train_stories=25')
         assert r.returncode == 0, r.stderr
         with open(os.path.join(out, 'diversity', 'summary.json')) as f:

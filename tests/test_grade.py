@@ -1,5 +1,6 @@
 """grade.py: probe scoring on a model whose preferences the test sets, the grader's answer
-parser, exact aggregation, --compare, and GPT-Eval end to end against a local stand-in server."""
+parser (gpt_eval.py), exact aggregation, --compare, GPT-Eval end to end against a local
+stand-in server, and prompts too long for the context reported, never graded."""
 import json
 import math
 import os
@@ -9,7 +10,9 @@ import sys
 import pytest
 import torch
 
+import gpt_eval
 import grade
+import probes
 from model import GPT, GPTConfig
 from data_words import word_used
 from tests.helpers import write_tiny_checkpoint
@@ -59,16 +62,16 @@ def write_jsonl(path, records):
 def test_repo_data_files_are_valid():
     items = grade.load_probes(grade.probes_file)
     cats = {c: sum(it['category'] == c for it in items) for c in grade.CATEGORIES}
-    assert len(items) >= 60 and all(n >= 20 for n in cats.values()), cats
+    assert all(n >= 200 for n in cats.values()), cats
     assert len({it['id'] for it in items}) == len(items)
     for it in items:  # one right answer, distinct candidates
         cands = [it['answer']] + it['distractors']
         assert len(set(cands)) == len(cands) >= 3, it['id']
-    prompts = grade.read_jsonl(grade.prompts_file, 'prompts')
+    prompts = grade.load_prompts(grade.prompts_file)
     assert len(prompts) >= 50 and len({p['id'] for p in prompts}) == len(prompts)
     # cut off mid-sentence: no prompt ends a sentence
     assert all(not p['prompt'].rstrip().endswith(('.', '!', '?')) for p in prompts)
-    assert all(len(w['words']) == 3 for w in grade.read_jsonl(grade.words_file, 'words'))
+    assert all(len(w['words']) == 3 for w in grade.read_jsonl(grade.words_file))
 
 
 def test_probe_scores_follow_the_models_preferences(unigram_ckpt):
@@ -92,10 +95,11 @@ def test_probe_scores_follow_the_models_preferences(unigram_ckpt):
     assert rows['k2']['chosen'] == 'aaa'
     for it in items:  # exact scores: mean log-prob of the continuation's bytes (space included)
         cands = [it['answer']] + it['distractors']
-        want = [expected_score(PREFS, grade.continuation(it['prompt'], c)) for c in cands]
+        want = [expected_score(PREFS, probes.continuation(it['prompt'], c)) for c in cands]
         assert rows[it['id']]['scores'] == pytest.approx(want, abs=1e-5)
     assert report['by_category']['knowledge'] == {'items': 2, 'correct': 1, 'accuracy': 0.5,
-                                                  'chance': pytest.approx((1 / 3 + 1 / 2) / 2)}
+                                                  'chance': pytest.approx((1 / 3 + 1 / 2) / 2),
+                                                  'stderr': pytest.approx(math.sqrt(0.25 / 2))}
     assert report['by_category']['reasoning']['chance'] == 0.25
     assert report['overall']['correct'] == 3 and report['overall']['accuracy'] == 0.75
     assert report['overall']['chance'] == pytest.approx((1 / 3 + 1 / 2 + 1 / 4 + 1 / 2) / 4)
@@ -118,7 +122,10 @@ def test_probes_cli_writes_report(unigram_ckpt, tmp_path):
     assert report['by_category']['knowledge']['accuracy'] == 1.0
     assert report['by_category']['mine']['accuracy'] == 0.0
     assert report['overall'] == {'items': 2, 'correct': 1, 'accuracy': 0.5,
-                                 'chance': pytest.approx((1 / 2 + 1 / 3) / 2)}
+                                 'chance': pytest.approx((1 / 2 + 1 / 3) / 2),
+                                 'stderr': pytest.approx(0.5 / math.sqrt(2))}
+    header = run.stdout.splitlines()[1].split()  # the table keeps its columns, stderr added
+    assert header == ['category', 'items', 'correct', 'accuracy', 'chance', 'stderr']
     assert report['checkpoint']['params'] > 0 and report['items'][0]['id'] == 'item-1'
 
 
@@ -129,7 +136,7 @@ def test_bad_probes_file_is_a_clear_error(unigram_ckpt, tmp_path):
     with pytest.raises(SystemExit, match='not found'):
         grade.load_probes(str(tmp_path / 'missing.jsonl'))
     (tmp_path / 'broken.jsonl').write_text('{"prompt": \n')
-    with pytest.raises(SystemExit, match='line 1: not JSON'):
+    with pytest.raises(SystemExit, match='line 1 is not valid JSON'):
         grade.load_probes(str(tmp_path / 'broken.jsonl'))
 
 
@@ -144,7 +151,7 @@ def test_words_score_counts_required_words(tmp_path):
     model = unigram_model({'a': 50.0})
     enc = encoding_from_record(byte_tokenizer_record())
     words = write_jsonl(tmp_path / 'w.jsonl', [{'words': ['b', 'c']}, {'words': ['aaaa', 'd']}])
-    r = grade.run_words(model, enc, words, 'Words: {words}\nStory:', 4, 1.0, 0, 8, 'cpu')
+    r = grade.run_words(model, enc, words, 'Words: {words}\nStory:', 4, 1.0, 0, 8)
     assert r['items'][0]['story'] == 'aaaa' and r['items'][1]['used'] == ['aaaa']
     assert (r['words'], r['used'], r['fraction']) == (4, 1, 0.25)
 
@@ -160,7 +167,7 @@ def test_words_score_counts_required_words(tmp_path):
     '- Estimated age: 6-7',
 ])
 def test_parse_grades_reads_varied_formats(answer):
-    assert grade.parse_grades(answer) == {'grammar': 8, 'creativity': 6, 'consistency': 7,
+    assert gpt_eval.parse_grades(answer) == {'grammar': 8, 'creativity': 6, 'consistency': 7,
                                           'plot': 5, 'age_group': 'C'}
 
 
@@ -171,7 +178,7 @@ def test_parse_grades_reads_varied_formats(answer):
     'Grammar: 8\nCreativity: 6\nConsistency: 7\nPlot: 5\nAge group: G',   # no such group
 ])
 def test_parse_grades_rejects_incomplete_answers(answer):
-    assert grade.parse_grades(answer) is None
+    assert gpt_eval.parse_grades(answer) is None
 
 
 def test_summary_aggregates_exactly():
@@ -180,8 +187,8 @@ def test_summary_aggregates_exactly():
                            'age_group': a}}
     records = [rec(8, 6, 7, 5, 'C'), rec(6, 4, 9, 7, 'C'), rec(10, 5, 8, 6, 'D'),
                {'error': 'unparseable', 'scores': None}, {'error': 'HTTP 500', 'scores': None}]
-    s = grade.summarise(records)
-    assert s['counts'] == {'completions': 5, 'graded': 3, 'unparseable': 1, 'failed': 1}
+    s = gpt_eval.summarise(records)
+    assert s['counts'] == {'completions': 5, 'graded': 3, 'unparseable': 1, 'too_long': 0, 'failed': 1}
     assert s['scores']['grammar'] == {'mean': 8.0, 'std': 2.0, 'min': 6, 'max': 10, 'n': 3}
     assert s['scores']['creativity']['mean'] == 5.0 and s['scores']['creativity']['std'] == 1.0
     assert s['scores']['plot']['mean'] == 6.0
@@ -197,7 +204,7 @@ def test_compare_prints_one_row_per_checkpoint(tmp_path, capsys):
         cats = {c: {'accuracy': acc} for c in grade.CATEGORIES}
         (d / 'probes.json').write_text(json.dumps(
             {'checkpoint': info, 'by_category': cats, 'overall': {'accuracy': acc}}))
-    summary = grade.summarise([{'scores': {'grammar': 7, 'creativity': 5, 'consistency': 6,
+    summary = gpt_eval.summarise([{'scores': {'grammar': 7, 'creativity': 5, 'consistency': 6,
                                            'plot': 4, 'age_group': 'B'}}])
     summary['checkpoint'] = {'out_dir': str(tmp_path / 'b'), 'iter_num': 100, 'params': 1_500_000}
     (tmp_path / 'b' / 'grade' / 'summary.json').write_text(json.dumps(summary))
@@ -267,13 +274,13 @@ def test_gpt_eval_end_to_end(tmp_path):
     assert len(turn1) == 6 and len(turn2) == 4 + 2 * 2  # unparseable: asked 1 + parse_retries times
     by_text = {b['messages'][0]['content']: b for b in turn1}
     for r in records:
-        body = by_text[grade.ASSESS.format(beginning=r['prompt'], completion=r['completion'])]
+        body = by_text[gpt_eval.ASSESS.format(beginning=r['prompt'], completion=r['completion'])]
         assert f"{r['prompt']}***{r['completion']}" in body['messages'][0]['content']
         assert body['model'] == 'fake-grader'
     for b in turn2:
         assert b['messages'][0]['role'] == 'user' and b['messages'][1]['role'] == 'assistant'
         assert b['messages'][1]['content'].startswith('An assessment of')
-        assert b['messages'][2]['content'] == grade.GRADE
+        assert b['messages'][2]['content'] == gpt_eval.GRADE
         assert b['response_format']['json_schema']['schema']['required'][-1] == 'age_group'
 
     # scores parse from both formats; the unparseable answer is reported, never scored
@@ -283,10 +290,11 @@ def test_gpt_eval_end_to_end(tmp_path):
             assert r['scores'] is None and r['error'] == 'unparseable'
             assert r['grades_text'] == 'I cannot grade this.'
         else:
-            assert r['error'] is None and r['scores'] == grade.parse_grades(GRADES[r['prompt']])
+            assert r['error'] is None and r['scores'] == gpt_eval.parse_grades(GRADES[r['prompt']])
     with open(os.path.join(out, 'grade', 'summary.json')) as f:
         summary = json.load(f)
-    assert summary['counts'] == {'completions': 6, 'graded': 4, 'unparseable': 2, 'failed': 0}
+    assert summary['counts'] == {'completions': 6, 'graded': 4, 'unparseable': 2, 'too_long': 0,
+                                 'failed': 0}
     assert summary['scores']['grammar']['mean'] == 7.0 and summary['scores']['plot']['mean'] == 6.0
     assert summary['scores']['consistency']['min'] == 7 and summary['scores']['consistency']['max'] == 9
     assert summary['age_groups']['B']['count'] == 2 and summary['age_groups']['C']['fraction'] == 0.5
@@ -313,17 +321,59 @@ def test_completions_resume_after_a_kill(tmp_path):
     write_tiny_checkpoint(str(tmp_path))
     model, enc, ckpt = load_run(str(tmp_path), 'cpu')
     prompts = [{'id': f'p{i}', 'prompt': f'Once upon a time {i}'} for i in range(5)]
-    args = (3, 8, 1.0, 7, 4, 'cpu')  # num_samples, max_new_tokens, temperature, seed, batch, device
+    args = ('ckpt', 3, 8, 1.0, 7, 4)  # key, num_samples, max_new_tokens, temperature, seed, batch
     full = grade.sample_completions(model, enc, prompts, str(tmp_path / 'a.jsonl'), *args)
     assert [r['key'] for r in full] == [f'p{i}/{j}' for i in range(5) for j in range(3)]
-    assert len({r['completion'] for r in full}) > 1
+    assert len({r['completion'] for r in full}) > 1 and not any(r['too_long'] for r in full)
     # a run killed in the middle of writing batch 2: batches 0-1 whole, a torn line after them
     lines = open(tmp_path / 'a.jsonl').read().splitlines(keepends=True)
-    torn = ''.join(lines[:8]) + lines[8][:20]
-    (tmp_path / 'b.jsonl').write_text(torn)
+    assert len(lines) == 4  # 15 completions in batches of 4, a line per batch
+    (tmp_path / 'b.jsonl').write_text(''.join(lines[:2]) + lines[2][:20])
     resumed = grade.sample_completions(model, enc, prompts, str(tmp_path / 'b.jsonl'), *args)
     assert resumed == full
     assert open(tmp_path / 'b.jsonl').read() == open(tmp_path / 'a.jsonl').read()
+
+
+def test_too_long_prompts_are_reported_never_graded(tmp_path):
+    """block_size 64: a prompt of 80 bytes has no room. It is marked, warned about, not sent to
+    the grader and not scored as an empty completion; the prompts that fit are graded."""
+    from tests.fake_openai import FakeOpenAI
+    out = str(tmp_path / 'run')
+    write_tiny_checkpoint(out, block_size=64)
+    prompts = write_jsonl(tmp_path / 'prompts.jsonl', [
+        {'id': 'short', 'prompt': 'Mia had a kite'}, {'id': 'long', 'prompt': 'Tom saw a frog ' * 6}])
+    calls = []
+    with FakeOpenAI(respond=lambda body: grader_respond(body, calls)) as server:
+        run = run_grade([f'--out_dir={out}', f'--prompts_file={prompts}', f'--base_url={server.base_url}'])
+    assert run.returncode == 0, run.stderr
+    assert 'warning: 1 of 2 prompts' in run.stderr and 'too_long' in run.stderr
+    assert {c[0] for c in calls} == {'Mia had a kite'}  # the long one never reached the grader
+    records = [json.loads(line) for line in open(os.path.join(out, 'grade', 'completions.jsonl'))]
+    long = [r for r in records if r['id'] == 'long'][0]
+    assert long['too_long'] and long['completion'] is None and long['error'] == 'too_long'
+    assert long['scores'] is None
+    summary = json.load(open(os.path.join(out, 'grade', 'summary.json')))
+    assert summary['counts'] == {'completions': 2, 'graded': 1, 'unparseable': 0, 'too_long': 1,
+                                 'failed': 0}
+
+
+def test_a_run_can_be_graded_while_it_trains_but_not_twice_at_once(unigram_ckpt, tmp_path):
+    """grade.py locks <run>/grade/, not the run: train.py's lock on the run does not stop it,
+    a second grade.py of the same run does."""
+    from dirlock import lock_dir, unlock_dir
+    probes = write_jsonl(tmp_path / 'p.jsonl', [{'prompt': 'A', 'answer': 'aa', 'distractors': ['bb']}])
+    cmd = [sys.executable, 'grade.py', f'--out_dir={unigram_ckpt}', '--probes', f'--probes_file={probes}',
+           '--device=cpu']
+    lock_dir(unigram_ckpt, 'run')  # as train.py would hold it
+    try:
+        run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        lock_dir(os.path.join(unigram_ckpt, 'grade'), 'grade.py')  # as another grade.py would
+        run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert run.returncode != 0 and run.stderr.startswith('error:') and str(os.getpid()) in run.stderr
+    finally:
+        unlock_dir(os.path.join(unigram_ckpt, 'grade'))
+        unlock_dir(unigram_ckpt)
 
 
 def test_gpt_eval_falls_back_when_structured_output_is_refused(tmp_path, monkeypatch):
