@@ -2,7 +2,8 @@
 How a trained model is measured, written once for every stage that reports it (train.py, the
 sweep, a Hugging Face model's evaluation): the loss over a whole split, and the training curve.
 
-    loss, bpb = whole_split_loss(model, dataset, 'val', batch_size=32, device='cuda')
+    dtype, _, autocast = pick_autocast('cuda')
+    loss, bpb = whole_split_loss(model, dataset, 'val', batch_size=32, device='cuda', autocast=autocast)
 
 Bits per byte divide the summed cross-entropy by the split's UTF-8 bytes (not its tokens), so
 models with different tokenizers compare (DESIGN.md's definition).
@@ -14,8 +15,25 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
-from atomic_write import atomic_write
+from model import measure_peak_flops
 from progress import progress
+
+
+def pick_autocast(device, dtype='auto'):
+    """(dtype name, torch dtype, autocast context) for running a model on `device`. 'auto': bf16
+    on CUDA with bf16 support, else fp16 (V100, T4: train with a loss scaler); on a CPU bf16 only
+    when its matmul measures clearly faster than fp32 (some CPUs emulate bf16 at under 1 GFLOP/s)."""
+    device_type = torch.device(device).type
+    if dtype == 'auto' and device_type == 'cuda':
+        dtype = 'bfloat16' if torch.cuda.is_bf16_supported() else 'float16'
+    elif dtype == 'auto' and device_type == 'cpu':
+        fp32 = measure_peak_flops(torch.float32, 'cpu', n=512, seconds=0.2)
+        bf16 = measure_peak_flops(torch.bfloat16, 'cpu', n=512, seconds=0.2)
+        dtype = 'bfloat16' if bf16 > 1.5 * fp32 else 'float32'
+    elif dtype == 'auto':
+        dtype = 'float32'
+    ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}[dtype]
+    return dtype, ptdtype, nullcontext() if dtype == 'float32' else torch.autocast(device_type, dtype=ptdtype)
 
 
 @torch.no_grad()
@@ -53,9 +71,9 @@ def whole_split_loss(model, dataset, split='val', batch_size=32, device='cpu', a
     return total / count, (total / math.log(2) / n_bytes) if n_bytes else float('nan')
 
 
-def plot_log(records, png_path, title=''):
-    """The training curve from log.jsonl's records, written atomically: people would rather look
-    at it than read it."""
+def plot_log(records, title=''):
+    """The training curve from log.jsonl's records, as PNG bytes (for atomic_write): people would
+    rather look at it than read it."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -72,4 +90,4 @@ def plot_log(records, png_path, title=''):
     png = io.BytesIO()
     fig.savefig(png, format='png', dpi=100)
     plt.close(fig)
-    atomic_write(png_path, png.getvalue())
+    return png.getvalue()

@@ -13,13 +13,11 @@ checkpoint is only replaced with --overwrite. With `max_minutes` the run plans i
 for that wall-clock budget from the speed it measures (or for max_iters, if that comes first),
 and ends with a whole-val-split evaluation and a checkpoint.
 """
-import hashlib
 import io
 import json
 import math
 import os
 import time
-from contextlib import nullcontext
 from dataclasses import asdict
 
 import numpy as np
@@ -29,7 +27,7 @@ from tqdm import tqdm
 from atomic_write import atomic_write
 from dataset import open_dataset
 from dirlock import lock_dir
-from evaluate import plot_log, whole_split_loss
+from evaluate import pick_autocast, plot_log, whole_split_loss
 from jsonl import append_jsonl, read_jsonl
 from model import GPT, GPTConfig, load_checkpoint, measure_peak_flops, pick_device
 from progress import progress as progress_bar
@@ -160,13 +158,13 @@ for split in ('train', 'val'):
         fail(f"{data.path(split)} holds {n_tokens} tokens, not more than block_size+1 = "
              f"{block_size + 1}: use a smaller --block_size or more data")
 tokenizer = data.tokenizer_record()
+val = data.split_info('val')  # every position with a target (all tokens but the first) per byte:
+bpb_per_nat = (val['tokens'] - 1) / val['bytes'] / math.log(2) if val.get('bytes') else float('nan')
 if ckpt is not None:  # token ids mean nothing under another tokenizer, even one of the same size
     if ckpt['model_args']['vocab_size'] != data.vocab_size:
         fail(f"the checkpoint's vocabulary ({ckpt['model_args']['vocab_size']}) does not match "
              f"{data_dir}'s tokenizer ({data.vocab_size}): use the dataset it trained on")
-    theirs = ckpt.get('tokenizer') or {}
-    sha = theirs.get('sha256') or hashlib.sha256(theirs.get('tiktoken', '').encode()).hexdigest()
-    if sha != tokenizer['sha256']:
+    if (ckpt.get('tokenizer') or {}).get('sha256') != tokenizer['sha256']:
         fail(f"{data_dir}'s tokenizer is not the one {ckpt_path} was trained with (same size, other "
              f"tokens): use the dataset it trained on (its data_dir: {ckpt['config'].get('data_dir')})")
 
@@ -184,25 +182,8 @@ def get_batch(split, it, micro=0):
     return x.to(device), y.to(device)
 
 
-# ---- precision --------------------------------------------------------------------------------
-def pick_dtype():
-    """bf16 autocast where it pays: always on CUDA with bf16 support (fp16 with loss scaling on
-    GPUs without it: V100, T4); on a CPU only when a bf16 matmul measures clearly faster than
-    fp32 (some CPUs here emulate bf16 at under 1 GFLOP/s)."""
-    if dtype != 'auto':
-        return dtype
-    if device_type == 'cuda':
-        return 'bfloat16' if torch.cuda.is_bf16_supported() else 'float16'
-    if device_type == 'cpu':
-        fp32 = measure_peak_flops(torch.float32, 'cpu', n=512, seconds=0.2)
-        bf16 = measure_peak_flops(torch.bfloat16, 'cpu', n=512, seconds=0.2)
-        return 'bfloat16' if bf16 > 1.5 * fp32 else 'float32'
-    return 'float32'
-
-
-dtype = pick_dtype()
-ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}[dtype]
-autocast = nullcontext() if dtype == 'float32' else torch.autocast(device_type, dtype=ptdtype)
+# ---- precision: bf16 autocast where it pays; fp16 with loss scaling on GPUs without bf16 ------
+dtype, ptdtype, autocast = pick_autocast(device, dtype)
 scaler = torch.amp.GradScaler(device_type, enabled=dtype == 'float16')
 
 # ---- model, optimizer, and where we start ------------------------------------------------------
@@ -220,21 +201,18 @@ else:
 plan['max_iters'] = min(plan['max_iters'], max_iters) if max_minutes and ckpt else max_iters
 
 
-def check_memory(model_args):
-    """Refuse a configuration this machine cannot hold, before it dies trying."""
-    L, d, V, T = model_args['n_layer'], model_args['n_embd'], model_args['vocab_size'], block_size
-    state = (12 * L * d * d + (V + T) * d) * 4 * 4  # weights, grads and AdamW's two moments in fp32
-    # activations kept for backward, per layer (Korthikanti et al. 2022, in fp32); the loss
-    # never holds the whole logits (model.LinearCrossEntropy), so they do not count
-    need = state + batch_size * T * L * (34 * d + 5 * model_args['n_head'] * T) * 2
+def check_memory(args):
+    """Refuse a configuration this machine cannot hold, before it dies trying: weights, grads and
+    AdamW's two moments in fp32, and the activations kept for backward (Korthikanti et al. 2022;
+    the loss never holds the whole logits, so they do not count)."""
+    L, d, V, T = args['n_layer'], args['n_embd'], args['vocab_size'], block_size
+    need = (12 * L * d * d + (V + T) * d) * 16 + batch_size * T * L * (34 * d + 5 * args['n_head'] * T) * 2
+    have = math.inf
     if device_type == 'cuda':
         have = torch.cuda.mem_get_info(device)[0]
-    else:
-        try:
-            with open('/proc/meminfo') as f:
-                have = next(int(l.split()[1]) * 1024 for l in f if l.startswith('MemAvailable'))
-        except (OSError, StopIteration):
-            return
+    elif os.path.exists('/proc/meminfo'):
+        with open('/proc/meminfo') as f:
+            have = next((int(l.split()[1]) * 1024 for l in f if l.startswith('MemAvailable')), have)
     if need > 0.9 * have:
         fail(f"this configuration needs about {need / 2**30:.1f} GiB but {device} has "
              f"{have / 2**30:.1f} GiB free: lower batch_size (raise grad_accum), block_size or the model")
@@ -262,7 +240,7 @@ if ddp:
 if eval_only:
     loss, bpb = whole_split_loss(raw_model, data, 'val', batch_size, device, autocast, show_progress=master)
     say(f"{ckpt_path} (iter {iter_num}): val loss {loss:.4f} nats/token, {bpb:.4f} bits/byte "
-        f"over the whole val split ({data.split_info('val').get('tokens', 0):,} tokens)")
+        f"over the whole val split ({val.get('tokens', 0):,} tokens)")
     if ddp:
         destroy_process_group()
     raise SystemExit(0)
@@ -270,32 +248,33 @@ if eval_only:
 
 # ---- what a run writes: the log and checkpoints, each atomically --------------------------
 log_path = os.path.join(out_dir, 'log.jsonl')
-finite = torch.ones((), dtype=torch.bool, device=device)  # every loss since the start was finite
+finite = torch.ones((), dtype=torch.bool, device=device)  # every loss (and checkpoint) so far was finite
 
 
-def write_failed(path, e):
-    fail(f"cannot write {path} ({e.strerror or e}): free some space or fix {out_dir}'s "
-         f"permissions, then re-run with --init_from=resume (the last checkpoint is intact)")
+def write(path, content, append=False):
+    """The whole file atomically (or whole lines appended): a full disk leaves nothing half-written."""
+    try:
+        append_jsonl(path, content, fsync=False) if append else atomic_write(path, content)
+    except OSError as e:
+        fail(f"cannot write {path} ({e.strerror or e}): free some space or fix {out_dir}'s "
+             f"permissions, then re-run with --init_from=resume (the last checkpoint is intact)")
 
 
 def log(record):
     if master:
-        try:
-            append_jsonl(log_path, [record], fsync=False)
-        except OSError as e:
-            write_failed(log_path, e)
+        write(log_path, [record], append=True)
 
 
-def check_finite(loss_value):
-    """One host sync: called at log intervals and before every checkpoint, never per step."""
+def check_finite(loss_value):  # a host sync: at log intervals and before checkpoints, not per step
     if not bool(finite):
-        fail(f"the loss went to {loss_value} by iteration {iter_num}: stopping; the last good "
-             f"checkpoint ({ckpt_path}) is intact. Try a lower learning_rate or dtype=float32.")
+        fail(f"training diverged (a loss or weight not finite; loss {loss_value}) by iteration {iter_num}: "
+             f"stopping; the last good checkpoint ({ckpt_path}) is intact. Try a lower learning_rate "
+             f"or dtype=float32.")
 
 
 def save_checkpoint():
-    """Atomically, and only with finite weights: the last good checkpoint survives a kill at any
-    moment, a full disk, and a loss gone to NaN."""
+    """Atomically and only if finite: the last good checkpoint survives kill -9, a full disk, NaN."""
+    finite.logical_and_(torch.stack([p.isfinite().all() for p in raw_model.parameters()]).all())
     check_finite(loss.item() * grad_accum)
     if not master:
         return
@@ -306,10 +285,7 @@ def save_checkpoint():
                 'scaler': scaler.state_dict() if scaler.is_enabled() else None,
                 'rng': {'torch': torch.get_rng_state(),
                         'cuda': torch.cuda.get_rng_state() if device_type == 'cuda' else None}}, buf)
-    try:
-        atomic_write(ckpt_path, buf.getvalue())
-    except OSError as e:
-        write_failed(ckpt_path, e)
+    write(ckpt_path, buf.getvalue())
 
 
 if master:
@@ -318,10 +294,7 @@ if master:
     # keep only what the checkpoint has: records after it (and the final evaluation) are
     # written again by this run
     kept = [r for r in read_jsonl(log_path) if r['iter'] <= iter_num and not r.get('final')] if ckpt else []
-    try:
-        atomic_write(log_path, ''.join(json.dumps(r) + '\n' for r in kept))
-    except OSError as e:
-        write_failed(log_path, e)
+    write(log_path, ''.join(json.dumps(r) + '\n' for r in kept))
 
 
 @torch.no_grad()
@@ -368,10 +341,8 @@ say(f"stops at iteration {plan['max_iters']:,}" + (
 bar = progress_bar(total=plan['max_iters'], initial=iter_num, disable=not (master and progress),
                    unit='it', desc='train')
 t_start = time.time() - plan['elapsed_s']  # the budget counts time spent before a resume too
-first_iter, planned = iter_num, False
-timed_iters, timed_s, eval_s, span_iters, span_s = 0, 0.0, 0.0, 0, 0.0
+first_iter, planned, t_log, iter_log = iter_num, False, time.time(), iter_num
 x, y = get_batch('train', iter_num, 0)
-t_prev = time.time()
 while iter_num < plan['max_iters']:
     lr = get_lr(iter_num)
     for group in optimizer.param_groups:  # each group follows the schedule from its own initial lr
@@ -391,26 +362,24 @@ while iter_num < plan['max_iters']:
     scaler.step(optimizer)
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
-    finite &= torch.isfinite(loss.detach())  # on the device: no host sync per step
+    finite.logical_and_(torch.isfinite(loss.detach()))  # on the device: no host sync per step
     iter_num += 1
     bar.update(1)
 
-    # the loss is read (a host sync) only to log it or to plan the budget
-    plan_now = budget_s and timed_iters >= 4 and (not planned or iter_num % eval_interval == 0)
-    log_now = iter_num % log_interval == 0
-    if log_now or plan_now:
+    # the loss is read from the device (a host sync) only to log it, or to time the run
+    log_now, warm = iter_num % log_interval == 0, iter_num - first_iter == 3
+    plan_now = budget_s and iter_num - first_iter >= 8 and (not planned or iter_num % eval_interval == 0)
+    if log_now or warm or plan_now:
         loss_value = loss.item() * grad_accum
         check_finite(loss_value)
     now = time.time()
-    dt, t_prev = now - t_prev, now  # consecutive wall-clock spans: exact at every sync point
-    if iter_num - first_iter > 3:  # the first steps warm up caches (and compile): not representative
-        timed_iters, timed_s = timed_iters + 1, timed_s + dt
-    span_iters, span_s = span_iters + 1, span_s + dt
+    if warm:  # the first steps warm up caches (and compile): the budget is planned from the next
+        t_warm = now
 
     if plan_now:  # plan the schedule for the wall-clock budget from the measured speed
-        per_iter = timed_s / timed_iters + eval_s / eval_interval  # evaluations cost time too
-        final_eval = timed_s / timed_iters / 3 * data.split_info('val').get('tokens', 0) / (batch_size * block_size)
-        left = budget_s - (time.time() - t_start) - final_eval
+        per_iter = (now - t_warm) / (iter_num - first_iter - 3)  # evaluations included
+        final_eval = per_iter / grad_accum / 3 * val.get('tokens', 0) / (batch_size * block_size)
+        left = budget_s - (now - t_start) - final_eval
         by_time = max(iter_num + 1, iter_num + int(left / per_iter))
         steps = torch.tensor(min(max_iters, by_time))
         if ddp:  # every process must stop at the same step
@@ -425,7 +394,7 @@ while iter_num < plan['max_iters']:
         planned = True
 
     if log_now and master:
-        step_s = span_s / span_iters
+        step_s = (now - t_log) / (iter_num - iter_log)
         tokens_per_s, mfu = tokens_per_iter / step_s, flops_per_iter / step_s / peak_flops
         record = {'iter': iter_num, 'loss': round(loss_value, 5), 'lr': lr, 'ms': round(step_s * 1000, 1),
                   'tokens_per_s': round(tokens_per_s), 'mfu': round(mfu, 4)}
@@ -438,20 +407,17 @@ while iter_num < plan['max_iters']:
             say(f"iter {iter_num}: loss {loss_value:.4f}, lr {lr:.2e}, {step_s * 1000:.0f} ms, "
                 f"{tokens_per_s:,.0f} tokens/s, MFU {mfu:.1%}{note}")
     if log_now:
-        span_iters, span_s = 0, 0.0
+        t_log, iter_log = now, iter_num
 
     if iter_num % eval_interval == 0 and iter_num < plan['max_iters']:
-        t0 = time.time()
         losses = estimate_loss()
-        split = data.split_info('val')
-        bpb = losses['val'] * (split['tokens'] - 1) / split['bytes'] / math.log(2) if split.get('bytes') else float('nan')
+        bpb = losses['val'] * bpb_per_nat
         say(f"iter {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f} "
             f"(~{bpb:.3f} bits/byte)")
         log({'iter': iter_num, 'val_loss': round(losses['val'], 5), 'val_bpb': round(bpb, 5)})
         plan['elapsed_s'] = time.time() - t_start
         save_checkpoint()
-        t_prev = time.time()  # evaluation is not a training step's time
-        eval_s = t_prev - t0
+        t_log, iter_log = time.time(), iter_num  # evaluation is not a training step's time
 bar.close()
 
 # ---- the end: the final checkpoint and the whole-split evaluation -----------------------------
@@ -463,9 +429,6 @@ if master:
     say(f"done: {iter_num} iterations in {plan['elapsed_s'] / 60:.1f} min; val loss {loss:.4f} "
         f"nats/token, {bpb:.4f} bits/byte over the whole val split")
     log({'iter': iter_num, 'val_loss': round(loss, 5), 'val_bpb': round(bpb, 5), 'final': True})
-    try:
-        plot_log(read_jsonl(log_path), os.path.join(out_dir, 'loss.png'), title=out_dir)
-    except OSError as e:
-        write_failed(os.path.join(out_dir, 'loss.png'), e)
+    write(os.path.join(out_dir, 'loss.png'), plot_log(read_jsonl(log_path), title=out_dir))
 if ddp:
     destroy_process_group()
