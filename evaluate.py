@@ -1,12 +1,13 @@
 """
-How a trained model is measured, written once for every stage that reports it (train.py, the
-sweep, a Hugging Face model's evaluation): the loss over a whole split, and the training curve.
+How a model is measured, written once for every stage that reports it (train.py, the sweep, a
+Hugging Face model's evaluation): the precision to run it in, the loss over a whole split (and a
+quick estimate over a few batches), and the training curve.
 
     dtype, _, autocast = pick_autocast('cuda')
     loss, bpb = whole_split_loss(model, dataset, 'val', batch_size=32, device='cuda', autocast=autocast)
 
 Bits per byte divide the summed cross-entropy by the split's UTF-8 bytes (not its tokens), so
-models with different tokenizers compare (DESIGN.md's definition).
+models with different tokenizers compare (the README's definition).
 """
 import io
 import math
@@ -69,6 +70,20 @@ def whole_split_loss(model, dataset, split='val', batch_size=32, device='cpu', a
     model.train(was_training)
     n_bytes = dataset.split_info(split).get('bytes')
     return total / count, (total / math.log(2) / n_bytes) if n_bytes else float('nan')
+
+
+@torch.no_grad()
+def mean_loss(model, batches, autocast=None):
+    """The mean of model(x, y)'s loss over (x, y) batches: a quick estimate during training. One
+    host sync at the end, not one per batch."""
+    was_training = model.training
+    model.eval()
+    losses = []
+    for x, y in batches:
+        with autocast or nullcontext():
+            losses.append(model(x, y)[1].float())
+    model.train(was_training)
+    return torch.stack(losses).mean().item()
 
 
 def plot_log(records, title=''):

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from atomic_write import atomic_write
 from dataset import open_dataset
 from dirlock import lock_dir
-from evaluate import pick_autocast, plot_log, whole_split_loss
+from evaluate import mean_loss, pick_autocast, plot_log, whole_split_loss
 from jsonl import append_jsonl, read_jsonl
 from model import GPT, GPTConfig, load_checkpoint, measure_peak_flops, pick_device
 from progress import progress as progress_bar
@@ -114,7 +114,7 @@ if n_embd % n_head:
 if muon_lr and dtype == 'float16':
     fail("muon_lr with dtype=float16 is not supported (the loss scaler needs one torch optimizer): use bfloat16")
 
-# ---- processes, devices, and the run's directory ------------------------------------------
+# ---- processes and devices ------------------------------------------
 ddp = int(os.environ.get('RANK', -1)) != -1  # launched by torchrun?
 rank, world = (int(os.environ['RANK']), int(os.environ['WORLD_SIZE'])) if ddp else (0, 1)
 master = rank == 0
@@ -126,11 +126,6 @@ if ddp and device.startswith('cuda'):
              f"({torch.cuda.device_count()}): use --nproc_per_node={torch.cuda.device_count()}, or --device=cpu")
     device = f"cuda:{local_rank}"
 device_type = 'cuda' if device.startswith('cuda') else device.split(':')[0]
-if master and not eval_only:  # evaluation writes nothing, so it never waits for a lock
-    lock_dir(out_dir, 'training run')
-    if init_from == 'scratch' and os.path.exists(ckpt_path) and not overwrite:
-        fail(f"{out_dir} holds a trained run ({ckpt_path}): continue it with --init_from=resume, "
-             f"start over with --overwrite (replacing it), or use another --out_dir")
 if ddp:
     from torch.distributed import init_process_group, destroy_process_group
     from torch.nn.parallel import DistributedDataParallel as DDP
@@ -150,7 +145,7 @@ def say(*args):
         tqdm.write(' '.join(str(a) for a in args))
 
 
-# ---- data ------------------------------------------------------------------------------------
+# ---- data, and the run's directory (locked) -----------------------------------------------
 data = open_dataset(data_dir)  # meta.json validated, every bin's size checked against it
 for split in ('train', 'val'):
     n_tokens = len(data.tokens(split))
@@ -167,6 +162,11 @@ if ckpt is not None:  # token ids mean nothing under another tokenizer, even one
     if (ckpt.get('tokenizer') or {}).get('sha256') != tokenizer['sha256']:
         fail(f"{data_dir}'s tokenizer is not the one {ckpt_path} was trained with (same size, other "
              f"tokens): use the dataset it trained on (its data_dir: {ckpt['config'].get('data_dir')})")
+if master and not eval_only:  # evaluation writes nothing, so it never waits for a lock
+    lock_dir(out_dir, 'training run')
+    if init_from == 'scratch' and os.path.exists(ckpt_path) and not overwrite:
+        fail(f"{out_dir} holds a trained run ({ckpt_path}): continue it with --init_from=resume, "
+             f"start over with --overwrite (replacing it), or use another --out_dir")
 
 
 def get_batch(split, it, micro=0):
@@ -193,18 +193,16 @@ if ckpt is not None:
         globals()[k] = model_args[k]  # the architecture is the checkpoint's
     iter_num, plan = ckpt['iter_num'], ckpt['plan']
 else:
-    model_args = asdict(GPTConfig(vocab_size=data.vocab_size, block_size=block_size, n_layer=n_layer,
-                                  n_head=n_head, n_embd=n_embd, dropout=dropout, bias=bias,
-                                  window_size=window_size))
+    model_args = asdict(GPTConfig(vocab_size=data.vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head,
+                                  n_embd=n_embd, dropout=dropout, bias=bias, window_size=window_size))
     iter_num, plan = 0, {'max_iters': max_iters, 'elapsed_s': 0.0}
 # a resume may extend or shorten the run; with a budget, the budget's plan stands until re-planned
 plan['max_iters'] = min(plan['max_iters'], max_iters) if max_minutes and ckpt else max_iters
 
 
 def check_memory(args):
-    """Refuse a configuration this machine cannot hold, before it dies trying: weights, grads and
-    AdamW's two moments in fp32, and the activations kept for backward (Korthikanti et al. 2022;
-    the loss never holds the whole logits, so they do not count)."""
+    """Refuse what this machine cannot hold, before dying of it: weights, grads, AdamW's moments
+    in fp32 and the activations kept for backward (Korthikanti et al. 2022), never whole logits."""
     L, d, V, T = args['n_layer'], args['n_embd'], args['vocab_size'], block_size
     need = (12 * L * d * d + (V + T) * d) * 16 + batch_size * T * L * (34 * d + 5 * args['n_head'] * T) * 2
     have = math.inf
@@ -244,7 +242,6 @@ if eval_only:
     if ddp:
         destroy_process_group()
     raise SystemExit(0)
-
 
 # ---- what a run writes: the log and checkpoints, each atomically --------------------------
 log_path = os.path.join(out_dir, 'log.jsonl')
@@ -291,26 +288,15 @@ def save_checkpoint():
 if master:
     if ckpt is None and os.path.exists(ckpt_path):  # --overwrite: the old run goes now, whole
         os.remove(ckpt_path)
-    # keep only what the checkpoint has: records after it (and the final evaluation) are
-    # written again by this run
+    # keep only what the checkpoint has: records after it (and the final evaluation) come again
     kept = [r for r in read_jsonl(log_path) if r['iter'] <= iter_num and not r.get('final')] if ckpt else []
     write(log_path, ''.join(json.dumps(r) + '\n' for r in kept))
 
 
-@torch.no_grad()
 def estimate_loss():
     """Mean loss over `eval_iters` fixed batches of each split (fixed: comparable across evals)."""
-    model.eval()
-    out = {}
-    for split in ('train', 'val'):
-        losses = []
-        for k in range(eval_iters):
-            x, y = get_batch(split, -1 - k)
-            with autocast:
-                losses.append(model(x, y)[1].float())
-        out[split] = torch.stack(losses).mean().item()  # one host sync per split
-    model.train()
-    return out
+    return {split: mean_loss(model, (get_batch(split, -1 - k) for k in range(eval_iters)), autocast)
+            for split in ('train', 'val')}
 
 
 def get_lr(it):
@@ -333,9 +319,8 @@ budget_s = max_minutes * 60
 say(f"model: {raw_model.num_params() / 1e6:.2f}M parameters ({raw_model.num_params(embeddings=False) / 1e6:.2f}M "
     f"without embeddings) | {device} {dtype}{' compiled' if compiling else ''} | {world} process(es) | "
     f"{tokens_per_iter:,} tokens per step")
-say(f"stops at iteration {plan['max_iters']:,}" + (
-    f" or after {max_minutes:g} minutes, whichever comes first (planned from the measured speed)"
-    if budget_s else ''))
+say(f"stops at iteration {plan['max_iters']:,}" + (f" or after {max_minutes:g} minutes, whichever comes first "
+                                                  f"(planned from the measured speed)" if budget_s else ''))
 
 # ---- the training loop -------------------------------------------------------------------------
 bar = progress_bar(total=plan['max_iters'], initial=iter_num, disable=not (master and progress),
@@ -386,11 +371,9 @@ while iter_num < plan['max_iters']:
             torch.distributed.broadcast(steps, src=0)
         plan['max_iters'] = int(steps)
         bar.total = plan['max_iters']
-        bar.refresh()
         if not planned:
-            say(f"plan: {plan['max_iters']:,} iterations; " + (
-                f"max_iters governs (the {max_minutes:g}-minute budget allows about {by_time:,})"
-                if max_iters < by_time else f"the {max_minutes:g}-minute budget governs"))
+            limit = 'max_iters' if max_iters < by_time else f'the {max_minutes:g}-minute budget'
+            say(f"plan: {plan['max_iters']:,} iterations; {limit} governs (the budget allows about {by_time:,})")
         planned = True
 
     if log_now and master:
@@ -412,8 +395,7 @@ while iter_num < plan['max_iters']:
     if iter_num % eval_interval == 0 and iter_num < plan['max_iters']:
         losses = estimate_loss()
         bpb = losses['val'] * bpb_per_nat
-        say(f"iter {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f} "
-            f"(~{bpb:.3f} bits/byte)")
+        say(f"iter {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f} (~{bpb:.3f} bits/byte)")
         log({'iter': iter_num, 'val_loss': round(losses['val'], 5), 'val_bpb': round(bpb, 5)})
         plan['elapsed_s'] = time.time() - t_start
         save_checkpoint()
