@@ -22,7 +22,7 @@ $(VENV)/.installed: requirements.txt
 demo: venv
 	$(PY) generate_data.py --backend=offline --num_stories=50000 --stories_dir=data/demo_stories
 	$(PY) prepare.py config/cpu_tiny.py --source=data/demo_stories --data_dir=data/demo
-	$(PY) train.py config/cpu_tiny.py --data_dir=data/demo --out_dir=out/demo --max_minutes=$(DEMO_MINUTES) --overwrite
+	$(PY) train.py config/cpu_tiny.py --data_dir=data/demo --out_dir=out/demo --max_minutes=$(DEMO_MINUTES)
 	$(PY) sample.py --out_dir=out/demo --num_samples=2 --start="Once upon a time"
 	$(PY) grade.py --out_dir=out/demo --probes
 	$(PY) diversity.py --out_dir=out/demo --num_stories=40 --max_new_tokens=150
