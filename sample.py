@@ -3,25 +3,29 @@ Write stories with a trained model.
 
     python sample.py --out_dir=out/demo
     python sample.py --out_dir=out/demo --start="Once upon a time, there was a little dog" --num_samples=3
-    python sample.py --out_dir=out/demo --start=FILE:prompts.txt --json > samples.jsonl
+    python sample.py --out_dir=out/demo --start=FILE:prompt.txt        # the whole file is one prompt
+    python sample.py --out_dir=out/demo --start=FILE:prompts.jsonl --json > samples.jsonl
 
 The checkpoint carries the model's shape and its tokenizer, so --out_dir is all it needs.
 Every prompt is preceded by the end-of-text token, which is what precedes a story's first word
 in training. Text streams to the terminal as it is sampled; --json prints one JSON object per
-sample instead (prompt, completion, token count), for tools.
+sample instead (prompt, completion, token count), for tools. A prompt that leaves no room in the
+model's context is skipped with a warning; the others still run.
 """
 import json as jsonlib
+import math
 import sys
 
 import torch
 
 from model import load_run
+from prompts import read_prompts
 
 # -----------------------------------------------------------------------------
 out_dir = 'out'
-start = 'Once upon a time'  # a prompt, or FILE:path with one prompt per line ('' = from nothing)
+start = 'Once upon a time'  # a prompt; FILE:x.txt (one prompt), FILE:x.jsonl (field "prompt" per line)
 num_samples = 2             # samples per prompt
-max_new_tokens = 300        # capped by the model's context
+max_new_tokens = 300        # capped by the room each prompt leaves in the model's context
 temperature = 0.8           # 0: greedy
 top_k = 0                   # 0: off
 top_p = 1.0                 # 1.0: off
@@ -32,18 +36,25 @@ json = False                # one JSON object per sample on stdout instead of st
 from configurator import configure  # noqa: E402
 configure(globals())
 
+RULES = {'num_samples': (num_samples >= 1, '1 or more'), 'max_new_tokens': (max_new_tokens >= 0, '0 or more'),
+         'temperature': (0 <= temperature < math.inf, '0 (greedy) or more'), 'top_k': (top_k >= 0, '0 (off) or more'),
+         'top_p': (0 < top_p <= 1, 'a value in (0, 1]; 1 is off')}
+for key, (ok, what) in RULES.items():
+    if not ok:
+        raise SystemExit(f"error: --{key}={globals()[key]!r} is out of range: use {what}")
+prompts = read_prompts(start)
 model, enc, ckpt = load_run(out_dir, device)
-eot = ckpt['tokenizer']['eot_token']
-if start.startswith('FILE:'):
-    try:
-        with open(start[5:], encoding='utf-8') as f:
-            prompts = [line.rstrip('\n') for line in f if line.strip()]
-    except (OSError, UnicodeDecodeError) as e:
-        raise SystemExit(f"error: cannot read prompts from {start[5:]!r}: {e}")
-    if not prompts:
-        raise SystemExit(f"error: {start[5:]!r} holds no prompts")
-else:
-    prompts = [start]
+eot, block_size = ckpt['tokenizer']['eot_token'], model.config.block_size
+encoded = []
+for n, p in enumerate(prompts, 1):
+    ids = [eot] + enc.encode_ordinary(p)
+    if len(ids) >= block_size:  # not a single new token would fit
+        print(f"WARNING: prompt {n} of {len(prompts)} ({p[:40]!r}...) is {len(ids)} tokens with the EOT "
+              f"before it, and the model's context is {block_size}: skipped; shorten it", file=sys.stderr)
+    else:
+        encoded.append((p, ids))
+if not encoded:
+    raise SystemExit(f"error: no prompt leaves room in the model's context of {block_size} tokens")
 generator = torch.Generator(next(model.parameters()).device).manual_seed(seed)
 options = dict(temperature=temperature, top_k=top_k or None, top_p=top_p, eot_token=eot, generator=generator)
 
@@ -53,19 +64,19 @@ def decode(ids):
     return enc.decode_bytes([t for t in ids if t != eot]).decode('utf-8', errors='ignore')
 
 
-if json:  # the whole batch at once: fast, and the output is for programs anyway
-    batch = [p for p in prompts for _ in range(num_samples)]
-    outs = model.generate([[eot] + enc.encode_ordinary(p) for p in batch], max_new_tokens, **options)
-    for p, ids in zip(batch, outs):
+if json:  # the whole batch at once (each row with its own room in the context): fast, for programs
+    batch = [(p, ids) for p, ids in encoded for _ in range(num_samples)]
+    outs = model.generate([ids for _, ids in batch], max_new_tokens, **options)
+    for (p, _), ids in zip(batch, outs):
         print(jsonlib.dumps({'prompt': p, 'completion': decode(ids), 'tokens': len(ids),
                              'finished': bool(ids) and ids[-1] == eot}), flush=True)
     raise SystemExit(0)
 
-for p in prompts:
+for p, prompt_ids in encoded:
     for k in range(num_samples):
         sys.stdout.write(p)
         ids, shown = [], ''
-        for step in model.generate_stream([[eot] + enc.encode_ordinary(p)], max_new_tokens, **options):
+        for step in model.generate_stream([prompt_ids], max_new_tokens, **options):
             if step[0] is None:
                 break
             ids.append(step[0])

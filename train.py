@@ -8,29 +8,37 @@ Train a TinyStories GPT on the token bins that prepare.py wrote.
 
 Batches are a pure function of (seed, iteration, process, micro-step), so a resumed run sees the
 same data an uninterrupted one would, and kill -9 at any moment loses only the work since the
-last checkpoint. With `max_minutes` the run plans its LR schedule for that wall-clock budget from
-the speed it measures, and ends with a whole-val-split evaluation and a checkpoint.
+last checkpoint. One run writes an out_dir at a time (a lock), and a directory holding a
+checkpoint is only replaced with --overwrite. With `max_minutes` the run plans its LR schedule
+for that wall-clock budget from the speed it measures (or for max_iters, if that comes first),
+and ends with a whole-val-split evaluation and a checkpoint.
 """
+import io
 import json
 import math
 import os
 import time
-from contextlib import nullcontext
 from dataclasses import asdict
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from atomic_write import atomic_write
 from dataset import open_dataset
-from model import GPT, GPTConfig, measure_peak_flops, pick_device
+from dirlock import lock_dir
+from evaluate import mean_loss, pick_autocast, plot_log, whole_split_loss
+from jsonl import append_jsonl, read_jsonl
+from model import GPT, GPTConfig, load_checkpoint, measure_peak_flops, pick_device
+from progress import progress as progress_bar
 
 # -----------------------------------------------------------------------------
 # I/O
 out_dir = 'out'
 data_dir = 'data/ts'
 init_from = 'scratch'      # 'scratch' or 'resume' (from out_dir/ckpt.pt)
-eval_only = False          # evaluate the checkpoint on the whole val split, then exit
+eval_only = False          # evaluate the checkpoint on the whole val split, then exit (writes nothing)
+overwrite = False          # from scratch in an out_dir that holds a checkpoint: replace that run
 # model (the paper's GPT-Neo shapes: see config/)
 n_layer = 4
 n_head = 4
@@ -46,8 +54,8 @@ learning_rate = 5e-4
 min_lr = 5e-5              # the cosine decays to this
 schedule = 'cosine'        # 'cosine' or 'constant' (both after a linear warmup)
 warmup_iters = 100
-max_iters = 20000
-max_minutes = 0.0          # >0: a wall-clock budget that plans max_iters from measured speed
+max_iters = 20000          # with max_minutes too, the run stops at whichever comes first
+max_minutes = 0.0          # >0: a wall-clock budget that plans the iterations from measured speed
 weight_decay = 0.1
 beta1 = 0.9
 beta2 = 0.95
@@ -56,12 +64,13 @@ muon_lr = 0.0              # >0: Muon for the blocks' matrices at this lr, AdamW
 # evaluation and logging
 eval_interval = 500        # iterations between a val estimate + checkpoint
 eval_iters = 20            # val batches per estimate (the final evaluation uses the whole split)
-log_interval = 10
+log_interval = 10          # iterations between log records (the loss is read from the device only then)
 progress = True            # a progress bar with ETA
 # system
 device = 'auto'            # 'auto', 'cpu', 'cuda', 'cuda:1', 'mps'
 dtype = 'auto'             # 'auto', 'float32', 'bfloat16', 'float16' (autocast dtype)
-compile = False            # torch.compile the model
+compile = None             # torch.compile the model (True/False); None or 'auto': on CUDA only
+loss_impl = 'auto'         # how the model computes its loss: 'auto', 'chunked', 'few_chunks', 'plain'
 seed = 1337
 threads = 0                # torch CPU threads (0: torch's default)
 # -----------------------------------------------------------------------------
@@ -76,31 +85,53 @@ def fail(msg):
 ckpt_path = os.path.join(out_dir, 'ckpt.pt')
 ckpt = None
 if init_from == 'resume' or eval_only:
-    if not os.path.isfile(ckpt_path):
-        fail(f"no checkpoint at {ckpt_path} to resume or evaluate")
-    ckpt = torch.load(ckpt_path, map_location='cpu', weights_only=True)
+    ckpt_model, ckpt = load_checkpoint(ckpt_path)  # a one-line error if missing or damaged
     # continue with the run's own settings; what this command line says still wins
     globals().update(ckpt['config'])
     config = configure(globals(), verbose=False)
-elif init_from != 'scratch':
-    fail(f"init_from={init_from!r}: use 'scratch' or 'resume'")
 
+# ---- every key checked before any work: a one-line error that says what to use ------------
+one_or_more, zero_or_more, in_0_1 = (lambda v: v >= 1, '1 or more'), (lambda v: v >= 0, '0 or more'), \
+    (lambda v: 0 <= v < 1, 'a value in [0, 1)')
+RULES = {**dict.fromkeys(('batch_size', 'block_size', 'n_layer', 'n_head', 'n_embd', 'grad_accum',
+                          'eval_interval', 'eval_iters', 'log_interval'), one_or_more),
+         **dict.fromkeys(('min_lr', 'warmup_iters', 'grad_clip', 'weight_decay', 'max_iters',
+                          'max_minutes', 'muon_lr', 'window_size', 'threads'), zero_or_more),
+         **dict.fromkeys(('dropout', 'beta1', 'beta2'), in_0_1),
+         'learning_rate': (lambda v: v > 0, 'a value above 0')}
+CHOICES = {'init_from': ('scratch', 'resume'), 'schedule': ('cosine', 'constant'),
+           'dtype': ('auto', 'float32', 'bfloat16', 'float16'), 'compile': (None, 'auto', True, False),
+           'loss_impl': ('auto', 'chunked', 'few_chunks', 'plain')}
+for key, (ok, what) in RULES.items():
+    value = globals()[key]
+    if not (ok(value) and math.isfinite(value)):
+        fail(f"--{key}={value!r} is out of range: use {what}")
+for key, allowed in CHOICES.items():
+    if globals()[key] not in allowed:
+        fail(f"--{key}={globals()[key]!r}: use one of {', '.join(map(repr, allowed))}")
+if n_embd % n_head:
+    fail(f"n_embd={n_embd} is not divisible by n_head={n_head}: pick an n_head that divides it")
+if muon_lr and dtype == 'float16':
+    fail("muon_lr with dtype=float16 is not supported (the loss scaler needs one torch optimizer): use bfloat16")
 
-# ---- processes and devices ---------------------------------------------------
+# ---- processes and devices ------------------------------------------
 ddp = int(os.environ.get('RANK', -1)) != -1  # launched by torchrun?
+rank, world = (int(os.environ['RANK']), int(os.environ['WORLD_SIZE'])) if ddp else (0, 1)
+master = rank == 0
 device = pick_device(device)
+if ddp and device.startswith('cuda'):
+    local_rank = int(os.environ['LOCAL_RANK'])
+    if local_rank >= torch.cuda.device_count():
+        fail(f"torchrun started more processes per node than this machine has GPUs "
+             f"({torch.cuda.device_count()}): use --nproc_per_node={torch.cuda.device_count()}, or --device=cpu")
+    device = f"cuda:{local_rank}"
+device_type = 'cuda' if device.startswith('cuda') else device.split(':')[0]
 if ddp:
     from torch.distributed import init_process_group, destroy_process_group
     from torch.nn.parallel import DistributedDataParallel as DDP
-    init_process_group(backend='nccl' if device.startswith('cuda') else 'gloo')
-    rank, world = int(os.environ['RANK']), int(os.environ['WORLD_SIZE'])
-    if device.startswith('cuda'):
-        device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    init_process_group(backend='nccl' if device_type == 'cuda' else 'gloo')
+    if device_type == 'cuda':
         torch.cuda.set_device(device)
-else:
-    rank, world = 0, 1
-master = rank == 0
-device_type = 'cuda' if device.startswith('cuda') else device.split(':')[0]
 if threads:
     torch.set_num_threads(threads)
 torch.manual_seed(seed + rank)
@@ -114,233 +145,158 @@ def say(*args):
         tqdm.write(' '.join(str(a) for a in args))
 
 
-# ---- data ----------------------------------------------------------------------
+# ---- data, and the run's directory (locked) -----------------------------------------------
 data = open_dataset(data_dir)  # meta.json validated, every bin's size checked against it
-meta = data.meta
 for split in ('train', 'val'):
     n_tokens = len(data.tokens(split))
     if n_tokens <= block_size + 1:
         fail(f"{data.path(split)} holds {n_tokens} tokens, not more than block_size+1 = "
              f"{block_size + 1}: use a smaller --block_size or more data")
-tokens = data.tokens
+tokenizer = data.tokenizer_record()
+val = data.split_info('val')  # every position with a target (all tokens but the first) per byte:
+bpb_per_nat = (val['tokens'] - 1) / val['bytes'] / math.log(2) if val.get('bytes') else float('nan')
+if ckpt is not None:  # token ids mean nothing under another tokenizer, even one of the same size
+    if ckpt['model_args']['vocab_size'] != data.vocab_size:
+        fail(f"the checkpoint's vocabulary ({ckpt['model_args']['vocab_size']}) does not match "
+             f"{data_dir}'s tokenizer ({data.vocab_size}): use the dataset it trained on")
+    if (ckpt.get('tokenizer') or {}).get('sha256') != tokenizer['sha256']:
+        fail(f"{data_dir}'s tokenizer is not the one {ckpt_path} was trained with (same size, other "
+             f"tokens): use the dataset it trained on (its data_dir: {ckpt['config'].get('data_dir')})")
+if master and not eval_only:  # evaluation writes nothing, so it never waits for a lock
+    lock_dir(out_dir, 'training run')
+    if init_from == 'scratch' and os.path.exists(ckpt_path) and not overwrite:
+        fail(f"{out_dir} holds a trained run ({ckpt_path}): continue it with --init_from=resume, "
+             f"start over with --overwrite (replacing it), or use another --out_dir")
 
 
 def get_batch(split, it, micro=0):
     """Batch `micro` of iteration `it` for this process: random windows, seeded by position."""
-    data = tokens(split)
+    tokens = data.tokens(split)
     key = (((seed * 1_000_003 + (split == 'val')) * 1_000_003 + it) * 1_000_003 + micro) * 1_000_003 + rank
     g = torch.Generator().manual_seed(key % 2 ** 63)
-    ix = torch.randint(len(data) - block_size - 1, (batch_size,), generator=g).tolist()
-    x = torch.from_numpy(np.stack([data[i:i + block_size] for i in ix]).astype(np.int64))
-    y = torch.from_numpy(np.stack([data[i + 1:i + 1 + block_size] for i in ix]).astype(np.int64))
+    ix = torch.randint(len(tokens) - block_size - 1, (batch_size,), generator=g).tolist()
+    x = torch.from_numpy(np.stack([tokens[i:i + block_size] for i in ix]).astype(np.int64))
+    y = torch.from_numpy(np.stack([tokens[i + 1:i + 1 + block_size] for i in ix]).astype(np.int64))
     if device_type == 'cuda':
         return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
     return x.to(device), y.to(device)
 
 
-# ---- precision -------------------------------------------------------------------
-def pick_dtype():
-    """bf16 autocast where it pays: always on CUDA with bf16 support; on a CPU only when a bf16
-    matmul measures clearly faster than fp32 (some CPUs here emulate bf16 at under 1 GFLOP/s)."""
-    if dtype != 'auto':
-        return dtype
-    if device_type == 'cuda':
-        return 'bfloat16' if torch.cuda.is_bf16_supported() else 'float16'
-    if device_type == 'cpu':
-        fp32 = measure_peak_flops(torch.float32, 'cpu', n=512, seconds=0.2)
-        bf16 = measure_peak_flops(torch.bfloat16, 'cpu', n=512, seconds=0.2)
-        return 'bfloat16' if bf16 > 1.5 * fp32 else 'float32'
-    return 'float32'
-
-
-dtype = pick_dtype()
-ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}[dtype]
-autocast = nullcontext() if dtype == 'float32' else torch.autocast(device_type, dtype=ptdtype)
+# ---- precision: bf16 autocast where it pays; fp16 with loss scaling on GPUs without bf16 ------
+dtype, ptdtype, autocast = pick_autocast(device, dtype)
 scaler = torch.amp.GradScaler(device_type, enabled=dtype == 'float16')
-peak_flops = measure_peak_flops(ptdtype, device, n=2048 if device_type == 'cuda' else 1024, seconds=0.3)
 
-# ---- model, optimizer, and where we start ---------------------------------------
+# ---- model, optimizer, and where we start ------------------------------------------------------
 if ckpt is not None:
-    if ckpt['model_args']['vocab_size'] != meta['vocab_size']:
-        fail(f"the checkpoint's vocabulary ({ckpt['model_args']['vocab_size']}) does not match "
-             f"{data_dir}'s tokenizer ({meta['vocab_size']}): resume on the dataset it trained on")
     model_args = ckpt['model_args']
     for k in ('n_layer', 'n_head', 'n_embd', 'block_size', 'bias', 'window_size'):
         globals()[k] = model_args[k]  # the architecture is the checkpoint's
     iter_num, plan = ckpt['iter_num'], ckpt['plan']
-    if not max_minutes:
-        plan['max_iters'] = max_iters  # a resume may extend (or shorten) the run
 else:
-    model_args = asdict(GPTConfig(vocab_size=meta['vocab_size'], block_size=block_size, n_layer=n_layer,
-                                  n_head=n_head, n_embd=n_embd, dropout=dropout, bias=bias,
-                                  window_size=window_size))
+    model_args = asdict(GPTConfig(vocab_size=data.vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head,
+                                  n_embd=n_embd, dropout=dropout, bias=bias, window_size=window_size))
     iter_num, plan = 0, {'max_iters': max_iters, 'elapsed_s': 0.0}
-if muon_lr and dtype == 'float16':
-    fail("muon_lr with dtype=float16 is not supported (the loss scaler needs one torch optimizer): use bfloat16")
-if n_embd % n_head:
-    fail(f"n_embd={n_embd} is not divisible by n_head={n_head}")
+# a resume may extend or shorten the run; with a budget, the budget's plan stands until re-planned
+plan['max_iters'] = min(plan['max_iters'], max_iters) if max_minutes and ckpt else max_iters
 
 
-def check_memory(model_args):
-    """Refuse a configuration this machine cannot hold, before it dies trying."""
-    L, d, V, T = model_args['n_layer'], model_args['n_embd'], model_args['vocab_size'], block_size
-    params = 12 * L * d * d + (V + T) * d
-    state = params * 4 * 4  # weights, grads and AdamW's two moments in fp32
-    # activations kept for backward, per layer (Korthikanti et al. 2022, in fp32); the loss
-    # never holds the whole logits (model.LinearCrossEntropy), so they do not count
-    acts = batch_size * T * L * (34 * d + 5 * model_args['n_head'] * T) * 2
-    need = state + acts
+def check_memory(args):
+    """Refuse what this machine cannot hold, before dying of it: weights, grads, AdamW's moments
+    in fp32 and the activations kept for backward (Korthikanti et al. 2022), never whole logits."""
+    L, d, V, T = args['n_layer'], args['n_embd'], args['vocab_size'], block_size
+    need = (12 * L * d * d + (V + T) * d) * 16 + batch_size * T * L * (34 * d + 5 * args['n_head'] * T) * 2
+    have = math.inf
     if device_type == 'cuda':
         have = torch.cuda.mem_get_info(device)[0]
-    else:
-        try:
-            with open('/proc/meminfo') as f:
-                have = next(int(l.split()[1]) * 1024 for l in f if l.startswith('MemAvailable'))
-        except (OSError, StopIteration):
-            return
+    elif os.path.exists('/proc/meminfo'):
+        with open('/proc/meminfo') as f:
+            have = next((int(l.split()[1]) * 1024 for l in f if l.startswith('MemAvailable')), have)
     if need > 0.9 * have:
         fail(f"this configuration needs about {need / 2**30:.1f} GiB but {device} has "
              f"{have / 2**30:.1f} GiB free: lower batch_size (raise grad_accum), block_size or the model")
 
 
 check_memory(model_args)
-model = GPT(GPTConfig(**model_args)).to(device)
-if ckpt is not None:
-    model.load_state_dict(ckpt['model'])
+model = (ckpt_model.train() if ckpt is not None else GPT(GPTConfig(**model_args))).to(device)
+model.loss_impl = loss_impl  # how, not what: model.py picks per device for 'auto'
 optimizer = model.configure_optimizer(weight_decay, learning_rate, (beta1, beta2), device_type, muon_lr)
 if ckpt is not None and not eval_only:
     optimizer.load_state_dict(ckpt['optimizer'])
+    if scaler.is_enabled() and ckpt.get('scaler'):
+        scaler.load_state_dict(ckpt['scaler'])
     torch.set_rng_state(ckpt['rng']['torch'])  # dropout's randomness
     if device_type == 'cuda' and ckpt['rng'].get('cuda') is not None:
         torch.cuda.set_rng_state(ckpt['rng']['cuda'])
 raw_model = model
-if compile:
-    say("compiling the model (the first steps are slow)...")
+compiling = device_type == 'cuda' if compile in (None, 'auto') else bool(compile)
+if compiling and not eval_only:
+    say("compiling the model with torch.compile: the first steps are slow")
     model = torch.compile(model)
 if ddp:
     model = DDP(model, device_ids=[int(os.environ['LOCAL_RANK'])] if device_type == 'cuda' else None)
-flops_per_iter = raw_model.flops_per_token() * batch_size * block_size * grad_accum * world
-
-
-# ---- evaluation -------------------------------------------------------------------
-bits_per_token_to_bpb = {}
-for split in ('train', 'val'):
-    s = meta.get('splits', {}).get(split, {})
-    if s.get('bytes'):
-        # every position with a target: all tokens but the first of the bin
-        bits_per_token_to_bpb[split] = (s['tokens'] - 1) / s['bytes'] / math.log(2)
-
-
-@torch.no_grad()
-def estimate_loss():
-    """Mean loss over `eval_iters` fixed batches of each split (fixed: comparable across evals)."""
-    model.eval()
-    out = {}
-    for split in ('train', 'val'):
-        losses = []
-        for k in range(eval_iters):
-            x, y = get_batch(split, -1 - k)
-            with autocast:
-                losses.append(model(x, y)[1].item())
-        out[split] = sum(losses) / len(losses)
-    model.train()
-    return out
-
-
-@torch.no_grad()
-def evaluate_whole_split(split='val'):
-    """Summed cross-entropy over every position of the split that has a target, in nats/token
-    and bits per byte (DESIGN.md's definition, so different tokenizers compare)."""
-    raw_model.eval()
-    data = tokens(split)
-    T = min(block_size, len(data) - 1)
-    starts = list(range(0, len(data) - 1, T))
-    total, count = 0.0, 0
-    for i in tqdm(range(0, len(starts), batch_size), desc=f'eval {split}', disable=not master,
-                  leave=False):
-        chunk = starts[i:i + batch_size]
-        x = torch.full((len(chunk), T), 0, dtype=torch.long)
-        y = torch.full((len(chunk), T), -1, dtype=torch.long)
-        for b, s in enumerate(chunk):
-            n = min(T, len(data) - 1 - s)
-            x[b, :n] = torch.from_numpy(data[s:s + n].astype(np.int64))
-            y[b, :n] = torch.from_numpy(data[s + 1:s + 1 + n].astype(np.int64))
-        x, y = x.to(device), y.to(device)
-        with autocast:
-            _, loss = raw_model(x, y)  # the mean over the targets that are not -1
-        n = (y != -1).sum().item()
-        total += loss.item() * n
-        count += n
-    raw_model.train()
-    loss = total / count
-    bytes_ = meta['splits'][split]['bytes']
-    return loss, total / math.log(2) / bytes_
-
-
-def log(record):
-    if master:
-        with open(os.path.join(out_dir, 'log.jsonl'), 'a') as f:
-            f.write(json.dumps(record) + '\n')
-
 
 if eval_only:
-    loss, bpb = evaluate_whole_split('val')
+    loss, bpb = whole_split_loss(raw_model, data, 'val', batch_size, device, autocast, show_progress=master)
     say(f"{ckpt_path} (iter {iter_num}): val loss {loss:.4f} nats/token, {bpb:.4f} bits/byte "
-        f"over the whole val split ({meta['splits']['val']['tokens']:,} tokens)")
+        f"over the whole val split ({val.get('tokens', 0):,} tokens)")
     if ddp:
         destroy_process_group()
     raise SystemExit(0)
 
+# ---- what a run writes: the log and checkpoints, each atomically --------------------------
+log_path = os.path.join(out_dir, 'log.jsonl')
+finite = torch.ones((), dtype=torch.bool, device=device)  # every loss (and checkpoint) so far was finite
 
-# ---- checkpoints --------------------------------------------------------------------
+
+def write(path, content, append=False):
+    """The whole file atomically (or whole lines appended): a full disk leaves nothing half-written."""
+    try:
+        append_jsonl(path, content, fsync=False) if append else atomic_write(path, content)
+    except OSError as e:
+        fail(f"cannot write {path} ({e.strerror or e}): free some space or fix {out_dir}'s "
+             f"permissions, then re-run with --init_from=resume (the last checkpoint is intact)")
+
+
+def log(record):
+    if master:
+        write(log_path, [record], append=True)
+
+
+def check_finite(loss_value):  # a host sync: at log intervals and before checkpoints, not per step
+    if not bool(finite):
+        fail(f"training diverged (a loss or weight not finite; loss {loss_value}) by iteration {iter_num}: "
+             f"stopping; the last good checkpoint ({ckpt_path}) is intact. Try a lower learning_rate "
+             f"or dtype=float32.")
+
+
 def save_checkpoint():
-    """Atomically: the last good checkpoint survives a kill at any moment."""
+    """Atomically and only if finite: the last good checkpoint survives kill -9, a full disk, NaN."""
+    finite.logical_and_(torch.stack([p.isfinite().all() for p in raw_model.parameters()]).all())
+    check_finite(loss.item() * grad_accum)
     if not master:
         return
-    ckpt = {'model_args': model_args, 'model': raw_model.state_dict(),
-            'optimizer': optimizer.state_dict(), 'iter_num': iter_num, 'plan': plan,
-            'config': config, 'meta': meta, 'tokenizer': data.tokenizer_record(),
-            'rng': {'torch': torch.get_rng_state(),
-                    'cuda': torch.cuda.get_rng_state() if device_type == 'cuda' else None}}
-    tmp = ckpt_path + '.tmp'
-    torch.save(ckpt, tmp)
-    os.replace(tmp, ckpt_path)
+    buf = io.BytesIO()
+    torch.save({'model_args': model_args, 'model': raw_model.state_dict(),
+                'optimizer': optimizer.state_dict(), 'iter_num': iter_num, 'plan': plan,
+                'config': config, 'meta': data.meta, 'tokenizer': tokenizer,
+                'scaler': scaler.state_dict() if scaler.is_enabled() else None,
+                'rng': {'torch': torch.get_rng_state(),
+                        'cuda': torch.cuda.get_rng_state() if device_type == 'cuda' else None}}, buf)
+    write(ckpt_path, buf.getvalue())
 
 
 if master:
-    os.makedirs(out_dir, exist_ok=True)
-    log_path = os.path.join(out_dir, 'log.jsonl')
-    if os.path.exists(log_path):
-        # keep only what the checkpoint has: records after it (and the final evaluation) are
-        # written again by this run
-        with open(log_path) as f:
-            records = [json.loads(l) for l in f if l.strip()] if ckpt else []
-        kept = [json.dumps(r) + '\n' for r in records if r['iter'] <= iter_num and not r.get('final')]
-        with open(log_path + '.tmp', 'w') as f:
-            f.writelines(kept)
-        os.replace(log_path + '.tmp', log_path)
+    if ckpt is None and os.path.exists(ckpt_path):  # --overwrite: the old run goes now, whole
+        os.remove(ckpt_path)
+    # keep only what the checkpoint has: records after it (and the final evaluation) come again
+    kept = [r for r in read_jsonl(log_path) if r['iter'] <= iter_num and not r.get('final')] if ckpt else []
+    write(log_path, ''.join(json.dumps(r) + '\n' for r in kept))
 
 
-def plot_log(log_path, png_path):
-    """The training curve from log.jsonl: people would rather look at it than read it."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    with open(log_path) as f:
-        records = [json.loads(l) for l in f if l.strip()]
-    fig, ax = plt.subplots(figsize=(7, 4), constrained_layout=True)
-    train_ = [(r['iter'], r['loss']) for r in records if 'loss' in r]
-    val = [(r['iter'], r['val_loss']) for r in records if 'val_loss' in r]
-    if train_:
-        ax.plot(*zip(*train_), lw=0.8, alpha=0.7, label='train loss (batch)')
-    if val:
-        ax.plot(*zip(*val), 'o-', label='val loss')
-    ax.set(xlabel='iteration', ylabel='cross-entropy (nats/token)', title=out_dir)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.savefig(png_path + '.tmp.png', dpi=100)
-    plt.close(fig)
-    os.replace(png_path + '.tmp.png', png_path)
+def estimate_loss():
+    """Mean loss over `eval_iters` fixed batches of each split (fixed: comparable across evals)."""
+    return {split: mean_loss(model, (get_batch(split, -1 - k) for k in range(eval_iters)), autocast)
+            for split in ('train', 'val')}
 
 
 def get_lr(it):
@@ -352,27 +308,30 @@ def get_lr(it):
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress_)) * (learning_rate - min_lr)
 
 
-if schedule not in ('cosine', 'constant'):
-    fail(f"schedule={schedule!r}: use 'cosine' or 'constant'")
-n_params = raw_model.num_params()
-say(f"model: {n_params / 1e6:.2f}M parameters ({raw_model.num_params(embeddings=False) / 1e6:.2f}M "
-    f"without embeddings) | {device} {dtype} | {world} process(es) | "
-    f"{batch_size * block_size * grad_accum * world:,} tokens per step")
-
-# ---- the training loop ----------------------------------------------------------------
+tokens_per_iter = batch_size * block_size * grad_accum * world
+flops_per_iter = raw_model.flops_per_token() * tokens_per_iter
+peak_flops = measure_peak_flops(ptdtype, device, n=2048 if device_type == 'cuda' else 1024, seconds=0.3)
+spec_flops = None
+if device_type == 'cuda':
+    from model import spec_peak_flops
+    spec_flops = spec_peak_flops(device)  # the spec sheet's dense bf16 figure (None: unknown GPU)
 budget_s = max_minutes * 60
-if budget_s:
-    plan['max_iters'] = 10 ** 9  # until measured: planned after a few steps
-bar = tqdm(total=plan['max_iters'] if not budget_s else None, initial=iter_num, disable=not (master and progress),
-           unit='it', dynamic_ncols=True)
+say(f"model: {raw_model.num_params() / 1e6:.2f}M parameters ({raw_model.num_params(embeddings=False) / 1e6:.2f}M "
+    f"without embeddings) | {device} {dtype}{' compiled' if compiling else ''} | {world} process(es) | "
+    f"{tokens_per_iter:,} tokens per step")
+say(f"stops at iteration {plan['max_iters']:,}" + (f" or after {max_minutes:g} minutes, whichever comes first "
+                                                  f"(planned from the measured speed)" if budget_s else ''))
+
+# ---- the training loop -------------------------------------------------------------------------
+bar = progress_bar(total=plan['max_iters'], initial=iter_num, disable=not (master and progress),
+                   unit='it', desc='train')
 t_start = time.time() - plan['elapsed_s']  # the budget counts time spent before a resume too
-t_last, timed_iters, timed_s, eval_s = time.time(), 0, 0.0, 0.0
+first_iter, planned, t_log, iter_log = iter_num, False, time.time(), iter_num
 x, y = get_batch('train', iter_num, 0)
 while iter_num < plan['max_iters']:
     lr = get_lr(iter_num)
     for group in optimizer.param_groups:  # each group follows the schedule from its own initial lr
         group['lr'] = group['initial_lr'] * lr / learning_rate
-    t0 = time.time()
     for micro in range(grad_accum):
         if ddp:  # synchronise gradients only on the last micro-step
             model.require_backward_grad_sync = micro == grad_accum - 1
@@ -388,59 +347,70 @@ while iter_num < plan['max_iters']:
     scaler.step(optimizer)
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
-    loss_value = loss.item() * grad_accum
-    if not math.isfinite(loss_value):
-        fail(f"loss is {loss_value} at iteration {iter_num}: stopping; the last good checkpoint "
-             f"({ckpt_path}) is intact. Try a lower learning_rate or dtype=float32.")
-    dt = time.time() - t0
+    finite.logical_and_(torch.isfinite(loss.detach()))  # on the device: no host sync per step
     iter_num += 1
-    if iter_num > 3:  # the first steps warm up caches (and compile): not representative
-        timed_iters, timed_s = timed_iters + 1, timed_s + dt
     bar.update(1)
 
-    # plan the schedule for the wall-clock budget from the measured speed
-    if budget_s and timed_iters >= 5 and (plan['max_iters'] == 10 ** 9 or iter_num % eval_interval == 0):
-        per_iter = timed_s / timed_iters + eval_s / eval_interval  # evaluations cost time too
-        final_eval = timed_s / timed_iters / 3 * meta['splits']['val']['tokens'] / (batch_size * block_size)
-        left = budget_s - (time.time() - t_start) - final_eval
-        planned = torch.tensor(max(iter_num + 1, iter_num + int(left / per_iter)))
-        if ddp:  # every process must stop at the same step
-            torch.distributed.broadcast(planned, src=0)
-        plan['max_iters'] = int(planned)
-        bar.total = plan['max_iters']
-        bar.refresh()
+    # the loss is read from the device (a host sync) only to log it, or to time the run
+    log_now, warm = iter_num % log_interval == 0, iter_num - first_iter == 3
+    plan_now = budget_s and iter_num - first_iter >= 8 and (not planned or iter_num % eval_interval == 0)
+    if log_now or warm or plan_now:
+        loss_value = loss.item() * grad_accum
+        check_finite(loss_value)
+    now = time.time()
+    if warm:  # the first steps warm up caches (and compile): the budget is planned from the next
+        t_warm = now
 
-    if iter_num % log_interval == 0 and master:
-        tokens_per_s = batch_size * block_size * grad_accum * world / dt
-        mfu = flops_per_iter / dt / peak_flops
-        record = {'iter': iter_num, 'loss': round(loss_value, 5), 'lr': lr, 'ms': round(dt * 1000, 1),
+    if plan_now:  # plan the schedule for the wall-clock budget from the measured speed
+        per_iter = (now - t_warm) / (iter_num - first_iter - 3)  # evaluations included
+        final_eval = per_iter / grad_accum / 3 * val.get('tokens', 0) / (batch_size * block_size)
+        left = budget_s - (now - t_start) - final_eval
+        by_time = max(iter_num + 1, iter_num + int(left / per_iter))
+        steps = torch.tensor(min(max_iters, by_time))
+        if ddp:  # every process must stop at the same step
+            torch.distributed.broadcast(steps, src=0)
+        plan['max_iters'] = int(steps)
+        bar.total = plan['max_iters']
+        if not planned:
+            limit = 'max_iters' if max_iters < by_time else f'the {max_minutes:g}-minute budget'
+            say(f"plan: {plan['max_iters']:,} iterations; {limit} governs (the budget allows about {by_time:,})")
+        planned = True
+
+    if log_now and master:
+        step_s = (now - t_log) / (iter_num - iter_log)
+        tokens_per_s, mfu = tokens_per_iter / step_s, flops_per_iter / step_s / peak_flops
+        record = {'iter': iter_num, 'loss': round(loss_value, 5), 'lr': lr, 'ms': round(step_s * 1000, 1),
                   'tokens_per_s': round(tokens_per_s), 'mfu': round(mfu, 4)}
+        if spec_flops:
+            record['mfu_spec'] = round(flops_per_iter / step_s / spec_flops, 4)
+        note = ' (compiling)' if compiling and iter_num - first_iter <= log_interval else ''
         log(record)
-        bar.set_postfix(loss=f'{loss_value:.3f}', tok_s=f'{tokens_per_s:,.0f}', mfu=f'{mfu:.0%}')
+        bar.set_postfix(loss=f'{loss_value:.3f}', tok_s=f'{tokens_per_s:,.0f}', mfu=f'{mfu:.0%}{note}')
         if not progress:  # without the bar, a line per interval
-            say(f"iter {iter_num}: loss {loss_value:.4f}, lr {lr:.2e}, {dt * 1000:.0f} ms, "
-                f"{tokens_per_s:,.0f} tokens/s, MFU {mfu:.1%}")
+            say(f"iter {iter_num}: loss {loss_value:.4f}, lr {lr:.2e}, {step_s * 1000:.0f} ms, "
+                f"{tokens_per_s:,.0f} tokens/s, MFU {mfu:.1%}{note}")
+    if log_now:
+        t_log, iter_log = now, iter_num
 
     if iter_num % eval_interval == 0 and iter_num < plan['max_iters']:
-        t0 = time.time()
         losses = estimate_loss()
-        bpb = losses['val'] * bits_per_token_to_bpb.get('val', float('nan'))
-        say(f"iter {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f} "
-            f"(~{bpb:.3f} bits/byte)")
+        bpb = losses['val'] * bpb_per_nat
+        say(f"iter {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f} (~{bpb:.3f} bits/byte)")
         log({'iter': iter_num, 'val_loss': round(losses['val'], 5), 'val_bpb': round(bpb, 5)})
         plan['elapsed_s'] = time.time() - t_start
         save_checkpoint()
-        eval_s = time.time() - t0
+        t_log, iter_log = time.time(), iter_num  # evaluation is not a training step's time
 bar.close()
 
-# ---- the end: whole-split evaluation and the final checkpoint ---------------------------
+# ---- the end: the final checkpoint and the whole-split evaluation -----------------------------
 plan['elapsed_s'] = time.time() - t_start
-save_checkpoint()
+if iter_num > first_iter:
+    save_checkpoint()
 if master:
-    loss, bpb = evaluate_whole_split('val')
+    loss, bpb = whole_split_loss(raw_model, data, 'val', batch_size, device, autocast)
     say(f"done: {iter_num} iterations in {plan['elapsed_s'] / 60:.1f} min; val loss {loss:.4f} "
         f"nats/token, {bpb:.4f} bits/byte over the whole val split")
     log({'iter': iter_num, 'val_loss': round(loss, 5), 'val_bpb': round(bpb, 5), 'final': True})
-    plot_log(os.path.join(out_dir, 'log.jsonl'), os.path.join(out_dir, 'loss.png'))
+    write(os.path.join(out_dir, 'loss.png'), plot_log(read_jsonl(log_path), title=out_dir))
 if ddp:
     destroy_process_group()

@@ -1,8 +1,12 @@
-"""train.py end to end on a tiny byte-level dataset: exact resume after kill -9, DDP with two
-processes, and the clear errors a user gets for bad input."""
+"""train.py end to end on a tiny byte-level dataset: exact resume after kill -9, one run per
+out_dir (a lock), no silent overwrite, the tokenizer and bin-size checks, max_iters with a time
+budget, fp16 with loss scaling, DDP with two processes, and the clear errors a user gets for bad
+input (more of them in test_bad_inputs.py)."""
 import json
+import math
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -91,9 +95,10 @@ def test_max_minutes_plans_the_schedule_and_stops_in_time(data_dir, tmp_path):
 
 def test_ddp_two_processes(data_dir, tmp_path):
     out = str(tmp_path / 'ddp')
+    # on the CPU with gloo wherever it runs: a machine with one GPU has no cuda:1 for rank 1
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
            os.path.join(ROOT, 'train.py'), f'--data_dir={data_dir}', *TINY, '--max_iters=12',
-           '--eval_interval=6', f'--out_dir={out}']
+           '--eval_interval=6', f'--out_dir={out}', '--device=cpu']
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
                        env={**os.environ, 'OMP_NUM_THREADS': '1'})
     assert r.returncode == 0, r.stderr[-3000:]
@@ -129,3 +134,117 @@ def test_resume_on_a_dataset_with_another_vocabulary_is_refused(data_dir, tmp_pa
         json.dump(meta, f)
     r = train(f'--out_dir={out}', '--init_from=resume', f'--data_dir={other}', check=False)
     assert r.returncode != 0 and 'vocabulary' in r.stderr.strip().splitlines()[-1]
+
+
+def wait_for(path, p, timeout=120):
+    t0 = time.time()
+    while not os.path.exists(path):
+        assert p.poll() is None and time.time() - t0 < timeout, 'the background run ended early'
+        time.sleep(0.05)
+
+
+def test_a_second_run_is_refused_and_kill_9_frees_the_lock_at_once(data_dir, tmp_path):
+    out = str(tmp_path / 'o')
+    common = [f'--data_dir={data_dir}', *TINY, '--eval_interval=3', f'--out_dir={out}']
+    p = train(*common, '--max_iters=100000', background=True)
+    try:
+        wait_for(os.path.join(out, 'ckpt.pt'), p)
+        r = train(*common, '--init_from=resume', check=False)
+        assert r.returncode != 0
+        assert r.stderr.strip() == (f"error: {out} is in use by another training run (pid {p.pid}): wait "
+                                    f"for it to finish or stop it, or use another directory")
+        r = train(f'--out_dir={out}', '--eval_only')  # evaluation writes nothing: never refused
+        assert 'bits/byte over the whole val split' in r.stdout
+    finally:
+        p.kill()  # SIGKILL
+        p.wait()
+    it = torch.load(os.path.join(out, 'ckpt.pt'), weights_only=True)['iter_num']
+    train(*common, '--init_from=resume', f'--max_iters={it + 3}')  # immediately: no stale lock
+    log = read_log(out)
+    assert log[-1]['iter'] == it + 3 and log[-1].get('final')
+    assert [r['iter'] for r in log if 'loss' in r] == list(range(1, it + 4))  # nothing twice
+
+
+def test_a_trained_run_is_replaced_only_with_overwrite(data_dir, tmp_path):
+    out = str(tmp_path / 'o')
+    common = [f'--data_dir={data_dir}', *TINY, '--eval_interval=5', f'--out_dir={out}']
+    train(*common, '--max_iters=5')
+    ckpt = os.path.join(out, 'ckpt.pt')
+    with open(ckpt, 'rb') as f:
+        before = f.read()
+    r = train(*common, '--max_iters=3', check=False)
+    assert r.returncode != 0 and r.stderr.strip().startswith('error:')
+    assert '--init_from=resume' in r.stderr and '--overwrite' in r.stderr
+    with open(ckpt, 'rb') as f:
+        assert f.read() == before  # untouched
+    train(*common, '--max_iters=3', '--overwrite')
+    assert torch.load(ckpt, weights_only=True)['iter_num'] == 3
+    assert [r['iter'] for r in read_log(out)] == [1, 2, 3, 3]  # the old log went with its run
+
+
+def test_resume_on_a_tokenizer_of_the_same_size_but_other_tokens_is_refused(data_dir, tmp_path):
+    out = str(tmp_path / 'o')
+    train(f'--data_dir={data_dir}', *TINY, '--max_iters=2', '--eval_interval=5', f'--out_dir={out}')
+    other = str(tmp_path / 'other')
+    shutil.copytree(data_dir, other)
+    path = os.path.join(other, 'tokenizer.tiktoken')
+    with open(path) as f:
+        lines = f.read().splitlines()
+    a, b = lines[97].split(), lines[98].split()  # 'a' and 'b' swap their ids: still 257 tokens
+    lines[97], lines[98] = f'{b[0]} {a[1]}', f'{a[0]} {b[1]}'
+    with open(path, 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    before = os.path.getmtime(os.path.join(out, 'ckpt.pt'))
+    for extra in (['--init_from=resume'], ['--eval_only']):
+        r = train(f'--out_dir={out}', f'--data_dir={other}', *extra, check=False)
+        last = r.stderr.strip().splitlines()[-1]
+        assert r.returncode != 0 and last.startswith('error:') and 'tokenizer' in last, r.stderr[-2000:]
+    assert os.path.getmtime(os.path.join(out, 'ckpt.pt')) == before
+
+
+def test_a_bin_cut_short_is_refused(data_dir, tmp_path):
+    cut = str(tmp_path / 'cut')
+    shutil.copytree(data_dir, cut)
+    path = os.path.join(cut, 'val.bin')
+    os.truncate(path, os.path.getsize(path) - 200)  # whole uint16 tokens: only meta.json can tell
+    r = train(f'--data_dir={cut}', *TINY, f'--out_dir={tmp_path / "o"}', check=False)
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.returncode != 0 and last.startswith('error:') and 'cut short' in last and 'val.bin' in last
+
+
+def test_max_iters_on_the_command_line_wins_over_a_configs_time_budget(data_dir, tmp_path):
+    config = tmp_path / 'budget.py'
+    config.write_text('max_minutes = 10.0\n')  # like config/cpu_tiny.py
+    out = str(tmp_path / 'o')
+    r = train(str(config), f'--data_dir={data_dir}', *TINY, '--max_iters=12', '--eval_interval=50',
+              f'--out_dir={out}')
+    assert 'stops at iteration 12 or after 10 minutes, whichever comes first' in r.stdout
+    assert 'plan: 12 iterations; max_iters governs' in r.stdout
+    log = read_log(out)
+    assert log[-1]['iter'] == 12 and log[-1].get('final')
+    lrs = [r['lr'] for r in log if 'lr' in r]
+    assert lrs[-1] < 0.2 * max(lrs)  # the cosine was planned for 12 iterations
+
+
+def test_float16_with_loss_scaling_trains_and_resumes(data_dir, tmp_path):
+    out = str(tmp_path / 'o')
+    common = [f'--data_dir={data_dir}', *TINY, '--dtype=float16', '--eval_interval=3', f'--out_dir={out}']
+    train(*common, '--max_iters=6')
+    train(*common, '--init_from=resume', '--max_iters=9')
+    log = read_log(out)
+    assert [r['iter'] for r in log if 'loss' in r] == list(range(1, 10))
+    assert all(math.isfinite(r['loss']) for r in log if 'loss' in r) and log[-1].get('final')
+    ck = torch.load(os.path.join(out, 'ckpt.pt'), weights_only=True)
+    assert ck['iter_num'] == 9 and ck['scaler']['scale'] > 0 and ck['config']['dtype'] == 'float16'
+
+
+def test_a_diverged_run_never_writes_a_non_finite_checkpoint(data_dir, tmp_path):
+    out = str(tmp_path / 'o')
+    r = train(f'--data_dir={data_dir}', *TINY, '--learning_rate=1e12', '--grad_clip=0', '--max_iters=30',
+              '--eval_interval=1', '--log_interval=10', f'--out_dir={out}', check=False)
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.returncode != 0 and 'last good checkpoint' in last, r.stderr[-2000:]
+    if os.path.exists(os.path.join(out, 'ckpt.pt')):  # the loss is checked only every 10 steps
+        ck = torch.load(os.path.join(out, 'ckpt.pt'), weights_only=True)
+        assert all(torch.isfinite(t).all() for t in ck['model'].values())
+        assert ck['iter_num'] < 10
