@@ -257,6 +257,7 @@ class GPT(nn.Module):
     #                           'few_chunks': LinearCrossEntropy in at most 8 chunks (GPU: few
     #                           launches, a short compile); 'plain': whole logits + F.cross_entropy
     #                           (nanoGPT's way). auto: chunked on CPU, few_chunks elsewhere
+    loss_chunk_rows = 256     # 'chunked': rows per chunk
     local_attention = 'auto'  # 'flex': FlexAttention with a sliding-window block mask; 'mask':
     #                           SDPA with an explicit mask. auto: flex on CUDA under torch.compile
     pad_heads = 'auto'        # True: pad head sizes under 16 (or not a multiple of 8) with zeros
@@ -295,7 +296,7 @@ class GPT(nn.Module):
             return None, F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
         # the loss without ever holding the whole (B, T, vocab) logits
         x = x.view(-1, x.size(-1))
-        rows = 256 if impl == 'chunked' else max(256, -(-x.size(0) // 8))
+        rows = self.loss_chunk_rows if impl == 'chunked' else max(256, -(-x.size(0) // 8))
         return None, LinearCrossEntropy.apply(x, self.lm_head.weight, targets.reshape(-1),
                                               torch.is_grad_enabled(), rows)
 
