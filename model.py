@@ -385,7 +385,8 @@ class GPT(nn.Module):
         mode = self.decode if self.decode != 'auto' else 'graph' if device.type == 'cuda' else 'dynamic'
         step_fn = None
         if mode != 'dynamic':
-            step_fn = self._static_decode(cache, R, S, mode == 'graph', temperature, top_k, top_p, generator)
+            capture = mode == 'graph' and device.type == 'cuda'
+            step_fn = self._static_decode(cache, R, S, capture, temperature, top_k, top_p, generator)
         made, done = [0] * R, [False] * R
         nxt = sample_next(logits, temperature, top_k, top_p, generator)
         for step in range(max(budget)):
