@@ -7,8 +7,13 @@ MLP, a final LayerNorm, and an output layer tied to the token embedding. Optiona
 alternating global / local attention (odd layers see only the last `window_size` tokens).
 
 Attention goes through torch's scaled_dot_product_attention, which picks a fused kernel (flash
-attention on CUDA). generate() keeps a KV cache: the prompt is run once (prefill), then each step
-feeds one new token per sequence and attends to the cached keys and values.
+attention on CUDA); compiled on CUDA, the local layers use FlexAttention with a sliding-window
+block mask. generate() keeps a static KV cache: the prompts are run once (prefill), then each step
+feeds one new token per sequence at its own position; on CUDA that step is a replayed CUDA graph.
+
+How the work is done (not what is computed) is chosen per model by a few attributes, set before
+torch.compile and never saved in checkpoints: GPT.loss_impl, local_attention, pad_heads, decode.
+train.py sets e.g. `model.loss_impl = 'plain'`; each defaults to 'auto', which picks per device.
 """
 import math
 import os
