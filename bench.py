@@ -5,6 +5,8 @@ plotted. Ratios are measured in the same run, since the machines here are shared
     python bench.py                       # every case
     python bench.py --only=matmul,train   # cases whose name starts with one of these
     python bench.py --list_cases          # case names
+    python bench.py --device=cuda         # the GPU cases: training steps at the paper's shapes
+                                          # against a nanoGPT-style reference, decoding
 
 Each case is a function decorated with @case; it yields dicts with at least
 {"case", "value", "unit"}; extra keys give context (shapes, ratios, targets).
@@ -15,29 +17,44 @@ import sys
 import time
 
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 
-from model import measure_peak_flops
+from model import measure_peak_flops, spec_peak_flops
 
 # -----------------------------------------------------------------------------
 only = []            # case-name prefixes to run (empty: all)
 list_cases = False   # print the case names and exit
-data_file = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'shared', 'data',
-                         'tinystories_train_sample.txt')
+data_file = ''       # stories (any file or folder stories.py reads) for bpe_train, encode_throughput,
+#                      prepare_sample: e.g. data/demo_stories from generate_data.py
 threads = 0          # torch threads (0: torch's default, all cores)
+device = 'cpu'       # 'cuda': run the GPU cases instead of the CPU ones
+gpu_shapes = ['ts_33m', 'ts_1m']  # train_step_gpu: names from PAPER_SHAPES
+windows = [0, 256]   # train_step_gpu: global attention only, and GPT-Neo's local layers
+gpu_batch = 64       # train_step_gpu: sequences of 512 tokens per step
+gpu_variants = ['auto', 'plain_loss']  # train_step_gpu: our model's variants beside the reference
+#                      (also 'reduce_overhead': auto compiled with CUDA graphs)
 # -----------------------------------------------------------------------------
 
 CASES = {}
 
 
-def case(name):
+def case(name, devices=('cpu',)):
     def register(fn):
-        CASES[name] = fn
+        CASES[name] = (fn, devices)
         return fn
     return register
 
 
 def emit(**record):
     print(json.dumps(record), flush=True)
+
+
+def device_info():
+    """What the figures were measured on, for every GPU record."""
+    if device != 'cuda':
+        return {}
+    return {'device': device, 'gpu': torch.cuda.get_device_name(), 'torch': torch.__version__}
 
 
 def timeit(fn, min_seconds=1.0, warmup=1):
@@ -54,12 +71,14 @@ def timeit(fn, min_seconds=1.0, warmup=1):
     return times[len(times) // 2]
 
 
-@case('matmul_peak')
+@case('matmul_peak', devices=('cpu', 'cuda'))
 def bench_matmul_peak():
+    n = 8192 if device == 'cuda' else 1024  # a GPU needs a big matmul to reach its roof
     for dtype in (torch.float32, torch.bfloat16):
-        flops = measure_peak_flops(dtype, seconds=1.0)
+        flops = measure_peak_flops(dtype, device, n=n, seconds=1.0)
+        spec = spec_peak_flops(device, dtype)
         emit(case=f'matmul_peak_{str(dtype).split(".")[-1]}', value=round(flops / 1e9, 1),
-             unit='GFLOP/s', n=1024, cpu_capability=torch.backends.cpu.get_cpu_capability())
+             unit='GFLOP/s', n=n, **device_info(), spec_gflops=spec and round(spec / 1e9))
 
 
 # the fixed shape the issue's training figures use (nanoGPT-ish, small enough for a CPU)
@@ -95,7 +114,7 @@ def _train_step(dtype, use_compile, plain_loss=False, batch_size=32, **shape):
     return step, x.numel(), model.flops_per_token()
 
 
-def _interleaved_tokens_per_s(steps, rounds=7, warmup=3):
+def _interleaved_tokens_per_s(steps, rounds=7, warmup=3, sync=lambda: None):
     """Tokens/s of each (step, tokens) in `steps`: warmed up, then timed in turns, one step of
     each per round, the median round kept. Taking turns makes the ratios fair on a shared,
     drifting machine where timing one variant after another would not be."""
@@ -107,6 +126,7 @@ def _interleaved_tokens_per_s(steps, rounds=7, warmup=3):
         for (step, _), t in zip(steps, times):
             t0 = time.perf_counter()
             step()
+            sync()  # a GPU runs asynchronously: wait for the step's kernels
             t.append(time.perf_counter() - t0)
     return [n / sorted(t)[len(t) // 2] for (_, n), t in zip(steps, times)]
 
@@ -151,9 +171,158 @@ def bench_sample():
          unit='tokens/s', prompt=16, context=512)
 
 
+# The distinct model shapes of config/ (context 512; vocab 8,193 as the issue's measurements)
+PAPER_SHAPES = {
+    'ts_1m': dict(n_embd=64, n_layer=8, n_head=16), 'ts_3m': dict(n_embd=128, n_layer=8, n_head=16),
+    'ts_8m': dict(n_embd=256, n_layer=8, n_head=16), 'ts_28m': dict(n_embd=512, n_layer=8, n_head=16),
+    'ts_33m': dict(n_embd=768, n_layer=4, n_head=16), 'ts_2layers_33m': dict(n_embd=1024, n_layer=2, n_head=16),
+    'ts_1layer_21m': dict(n_embd=1024, n_layer=1, n_head=16),
+}
+
+
+class ReferenceGPT(nn.Module):
+    """nanoGPT's model, as plain as it comes, for the GPU training step to be measured against:
+    the same architecture as model.GPT (pre-LayerNorm blocks, GELU MLP, tied output layer,
+    learned positions, GPT-Neo's local layers as an SDPA mask), whole logits into
+    F.cross_entropy. Written here so that nothing model.py does can speed up the reference."""
+
+    def __init__(self, vocab_size, n_embd, n_layer, n_head, block_size=512, window_size=0):
+        super().__init__()
+        self.n_head = n_head
+        self.wte, self.wpe = nn.Embedding(vocab_size, n_embd), nn.Embedding(block_size, n_embd)
+        self.h = nn.ModuleList(nn.ModuleDict(dict(
+            ln_1=nn.LayerNorm(n_embd), c_attn=nn.Linear(n_embd, 3 * n_embd), attn_proj=nn.Linear(n_embd, n_embd),
+            ln_2=nn.LayerNorm(n_embd), c_fc=nn.Linear(n_embd, 4 * n_embd), mlp_proj=nn.Linear(4 * n_embd, n_embd)))
+            for _ in range(n_layer))
+        self.ln_f = nn.LayerNorm(n_embd)
+        self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight
+        i = torch.arange(block_size)
+        self.register_buffer('local', (i[None] <= i[:, None]) & (i[:, None] - i[None] < window_size)
+                             if window_size else None, persistent=False)
+        for p in self.parameters():
+            nn.init.normal_(p, std=0.02)
+
+    def forward(self, idx, targets):
+        B, T = idx.shape
+        x = self.wte(idx) + self.wpe(torch.arange(T, device=idx.device))
+        for i, b in enumerate(self.h):
+            q, k, v = b.c_attn(b.ln_1(x)).split(x.size(-1), dim=2)
+            q, k, v = (t.view(B, T, self.n_head, -1).transpose(1, 2) for t in (q, k, v))
+            local = self.local is not None and i % 2 == 1
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=self.local[:T, :T] if local else None,
+                                               is_causal=not local)
+            x = x + b.attn_proj(y.transpose(1, 2).contiguous().view(B, T, -1))
+            x = x + b.mlp_proj(F.gelu(b.c_fc(b.ln_2(x))))
+        logits = self.lm_head(self.ln_f(x))
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
+
+
+def _gpu_train_step(variant, shape, window):
+    """A compiled bf16 training step (forward, backward, fused AdamW) on the GPU at a paper shape,
+    batch gpu_batch x 512: our model (variant 'auto': its GPU defaults; 'plain_loss': the whole
+    logits into F.cross_entropy; 'reduce_overhead': auto, compiled with CUDA graphs) or the
+    'reference'. Returns (step, tokens per step, FLOPs per token)."""
+    from model import GPT, GPTConfig
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=8193, block_size=512, window_size=window, **PAPER_SHAPES[shape])
+    fpt = GPT(cfg).flops_per_token()
+    if variant == 'reference':
+        model = ReferenceGPT(cfg.vocab_size, cfg.n_embd, cfg.n_layer, cfg.n_head, 512, window).cuda()
+        opt = torch.optim.AdamW(model.parameters(), lr=5e-4, betas=(0.9, 0.95), fused=True)
+        loss_of = torch.compile(model)
+    else:
+        model = GPT(cfg).cuda()
+        model.loss_impl = 'plain' if variant == 'plain_loss' else 'auto'
+        opt = model.configure_optimizer(0.1, 5e-4, (0.9, 0.95), 'cuda')
+        fwd = torch.compile(model, mode='reduce-overhead' if variant == 'reduce_overhead' else None)
+        loss_of = lambda x, y: fwd(x, y)[1]
+    x = torch.randint(0, cfg.vocab_size, (gpu_batch, 512), device='cuda')
+    y = torch.randint(0, cfg.vocab_size, (gpu_batch, 512), device='cuda')
+
+    def step():
+        with torch.autocast('cuda', dtype=torch.bfloat16):
+            loss = loss_of(x, y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss.detach()
+    return step, x.numel(), fpt
+
+
+@case('train_step_gpu', devices=('cuda',))
+def bench_train_step_gpu():
+    """Training tokens/s on the GPU at the paper's shapes (gpu_shapes, with and without the local
+    window): our model's variants against the nanoGPT-style ReferenceGPT, all compiled, bf16,
+    fused AdamW, timed in turns in the same run (median of 20 steps after warm-up). compile_s
+    is the first step (compilation included). MFU against the measured and the spec-sheet peak."""
+    peak = measure_peak_flops(torch.bfloat16, 'cuda', n=8192, seconds=1.0)
+    spec = spec_peak_flops('cuda')
+    for shape in gpu_shapes:
+        for window in windows:
+            names = ['reference'] + list(gpu_variants)
+            built, compile_s = [], []
+            for name in names:
+                step, n, fpt = _gpu_train_step(name, shape, int(window))
+                t0 = time.perf_counter()
+                step()
+                torch.cuda.synchronize()
+                compile_s.append(time.perf_counter() - t0)
+                built.append((step, n))
+            rates = _interleaved_tokens_per_s(built, rounds=20, warmup=3, sync=torch.cuda.synchronize)
+            for name, tps, secs in zip(names, rates, compile_s):
+                emit(case=f'train_step_gpu_{shape}{"_local" if int(window) else ""}_{name}',
+                     value=round(tps), unit='tokens/s', ms_per_step=round(gpu_batch * 512 / tps * 1e3, 2),
+                     vs_reference=round(tps / rates[0], 2), compile_s=round(secs, 1),
+                     mfu=round(tps * fpt / peak, 3), mfu_spec=spec and round(tps * fpt / spec, 3),
+                     peak_tflops=round(peak / 1e12), shape=shape, window=int(window),
+                     batch=f'{gpu_batch}x512', **device_info())
+            del built
+            torch.cuda.empty_cache()
+
+
+@case('sample_gpu', devices=('cuda',))
+def bench_sample_gpu():
+    """Generation on the GPU from a 16-token prompt to a full 512-token context, batch 1: the KV
+    cache with the decode step replayed as a CUDA graph, the same step uncaptured, and the
+    no-cache reference, in turns; then a batch of 32 prompts. A 1-layer model (as the issue's
+    measurement) and the ts_33m shape."""
+    from model import GPT, GPTConfig
+    for shape in ('ts_1layer_21m', 'ts_33m'):
+        torch.manual_seed(0)
+        model = GPT(GPTConfig(vocab_size=8193, block_size=512, window_size=0 if shape == 'ts_1layer_21m' else 256,
+                              **PAPER_SHAPES[shape])).cuda().eval()
+        prompt, new = list(range(16)), 512 - 16
+
+        def cached(decode, batch=1):
+            model.decode = decode
+            return model.generate([prompt] * batch, new, temperature=1.0)
+        graph, eager, full = _interleaved_tokens_per_s(
+            [(lambda: cached('graph'), new), (lambda: cached('dynamic'), new),
+             (lambda: model.generate_no_cache(prompt, new, temperature=1.0), new)],
+            rounds=3, warmup=1, sync=torch.cuda.synchronize)
+        common = dict(shape=shape, prompt=16, context=512, **device_info())
+        emit(case=f'sample_gpu_{shape}_kv_cache_graph', value=round(graph, 1), unit='tokens/s',
+             vs_no_cache=round(graph / full, 1), target_vs_no_cache=10, **common)
+        emit(case=f'sample_gpu_{shape}_kv_cache_eager', value=round(eager, 1), unit='tokens/s',
+             vs_no_cache=round(eager / full, 1), **common)
+        emit(case=f'sample_gpu_{shape}_no_cache', value=round(full, 1), unit='tokens/s', **common)
+        (batch32,) = _interleaved_tokens_per_s([(lambda: cached('graph', 32), 32 * new)], rounds=3,
+                                               warmup=1, sync=torch.cuda.synchronize)
+        emit(case=f'sample_gpu_{shape}_kv_cache_graph_batch32', value=round(batch32, 1), unit='tokens/s',
+             batch=32, **common)
+
+
 def _stories(path):
-    with open(path, encoding='utf-8') as f:
-        return [s.strip() for s in f.read().split('<|endoftext|>') if s.strip()]
+    """The stories of data_file, read by stories.py (the one reader of story files)."""
+    import stories
+    if not path:
+        raise SystemExit("error: this case needs --data_file=PATH (stories: a .txt, .jsonl or .json "
+                         "file or a folder, e.g. data/demo_stories from generate_data.py)")
+    try:
+        return list(stories.iter_stories(path))
+    except stories.StoryError as e:
+        raise SystemExit(f"error: {e}")
 
 
 @case('bpe_train')
@@ -223,6 +392,7 @@ def bench_prepare():
     import subprocess
     import tempfile
     root = os.path.dirname(os.path.abspath(__file__))
+    _stories(data_file)  # a clear error before starting prepare.py
     out = tempfile.mkdtemp(prefix='bench_prepare_')
     try:
         t0 = time.perf_counter()
@@ -235,7 +405,8 @@ def bench_prepare():
     finally:
         shutil.rmtree(out, ignore_errors=True)
     rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    size = os.path.getsize(data_file)
+    import stories
+    size = sum(os.path.getsize(f) for f in stories.list_files(data_file))
     scale = 2.2e9 / size
     stories = sum(v['stories'] for v in meta['splits'].values())
     emit(case='prepare_sample', value=round(secs, 2), unit='s', mb=round(size / 1e6, 1),
@@ -373,10 +544,13 @@ def main():
     if list_cases:
         print('\n'.join(CASES))
         return
-    for name, fn in CASES.items():
-        if only and not any(name.startswith(p) for p in only):
-            continue
-        fn()
+    if device not in ('cpu', 'cuda'):
+        raise SystemExit(f"error: --device={device}: use cpu or cuda")
+    if device == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit("error: --device=cuda but torch sees no CUDA GPU")
+    for name, (fn, devices) in CASES.items():
+        if device in devices and (not only or any(name.startswith(p) for p in only)):
+            fn()
 
 
 if __name__ == '__main__':

@@ -7,8 +7,13 @@ MLP, a final LayerNorm, and an output layer tied to the token embedding. Optiona
 alternating global / local attention (odd layers see only the last `window_size` tokens).
 
 Attention goes through torch's scaled_dot_product_attention, which picks a fused kernel (flash
-attention on CUDA). generate() keeps a KV cache: the prompt is run once (prefill), then each step
-feeds one new token per sequence and attends to the cached keys and values.
+attention on CUDA); compiled on CUDA, the local layers use FlexAttention with a sliding-window
+block mask. generate() keeps a static KV cache: the prompts are run once (prefill), then each step
+feeds one new token per sequence at its own position; on CUDA that step is a replayed CUDA graph.
+
+How the work is done (not what is computed) is chosen per model by a few attributes, set before
+torch.compile and never saved in checkpoints: GPT.loss_impl, local_attention, pad_heads, decode.
+train.py sets e.g. `model.loss_impl = 'plain'`; each defaults to 'auto', which picks per device.
 """
 import math
 import os
@@ -17,6 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
 
 @dataclass
@@ -31,6 +37,41 @@ class GPTConfig:
     window_size: int = 0     # >0: odd layers attend locally to this many tokens (GPT-Neo used 256)
     qkv_bias: bool = True    # biases on the queries, keys, values too (GPT-2); GPT-Neo has none
     activation: str = 'gelu'  # gelu (exact) | gelu_tanh (the tanh approximation: GPT-2/Neo's gelu_new)
+
+
+@dataclass
+class AttentionPlan:
+    """How one kind of layer (global or local) attends in one forward pass."""
+    mask: torch.Tensor = None  # boolean, True = may attend; None with causal=True: plain causal
+    causal: bool = True
+    block_mask: object = None  # a FlexAttention BlockMask, used instead of mask when set
+    head_size: int = 0         # > the true head size: pad q, k, v with zeros to it
+
+
+def attend(q, k, v, plan, dropout_p=0.0):
+    """Attention of q over k, v (B, n_head, T, head_size) as `plan` says. Padding the heads with
+    zero columns changes no dot product and only adds output columns that are cut off again, so
+    with the true head size's scale the result is the same; it lets the fused kernels take head
+    sizes they would refuse (FlexAttention needs at least 16; flash attention a multiple of 8)."""
+    hs = q.size(-1)
+    scale = 1.0 / math.sqrt(hs)
+    if plan.head_size > hs:
+        q, k, v = (F.pad(t, (0, plan.head_size - hs)) for t in (q, k, v))
+    if plan.block_mask is not None:
+        y = flex_attention(q, k, v, block_mask=plan.block_mask, scale=scale)
+    else:
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=plan.mask, is_causal=plan.causal,
+                                           dropout_p=dropout_p, scale=scale)
+    return y[..., :hs]
+
+
+def local_block_mask(T, window, device):
+    """FlexAttention's block mask for causal attention to the last `window` positions: it skips
+    the blocks of the score matrix that are wholly masked, so a local layer costs about
+    window / T of a global one."""
+    def local(b, h, q, k):
+        return (k <= q) & (q - k < window)
+    return create_block_mask(local, None, None, T, T, device=device)
 
 
 class CausalSelfAttention(nn.Module):
@@ -51,17 +92,13 @@ class CausalSelfAttention(nn.Module):
         # (B, T, C) -> (B, n_head, T, head_size): every head attends independently
         return [t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v)]
 
-    def forward(self, x, masks=None, cache=None, layer=0):
+    def forward(self, x, plans=None, cache=None, layer=0, pos=None):
         B, T, C = x.shape
         q, k, v = self.qkv(x)
         if cache is not None:
-            k, v = cache.update(layer, k, v)  # all keys/values so far, this step's included
-        # (mask, is_causal) for this layer's kind; plain causal needs no mask tensor, which lets
-        # SDPA take its fastest path (flash attention on CUDA)
-        mask, causal = (None, True) if masks is None else masks[bool(self.window)]
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=causal,
-            dropout_p=self.dropout if self.training else 0.0)
+            k, v = cache.update(layer, k, v, pos)  # all keys/values so far, this step's included
+        plan = plans[bool(self.window)] if plans is not None else AttentionPlan()
+        y = attend(q, k, v, plan, self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
@@ -96,8 +133,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x, masks=None, cache=None, layer=0):
-        x = x + self.attn(self.ln_1(x), masks, cache, layer)
+    def forward(self, x, plans=None, cache=None, layer=0, pos=None):
+        x = x + self.attn(self.ln_1(x), plans, cache, layer, pos)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -149,35 +186,39 @@ class LinearCrossEntropy(torch.autograd.Function):
 
 
 class KVCache:
-    """Keys and values of every layer for a batch, preallocated for `max_len` positions."""
+    """Keys and values of every layer for a batch, preallocated for `max_len` positions (static:
+    nothing is reallocated while decoding, which CUDA graphs need).
+
+    Filled two ways: contiguously, T positions at `len` for every row (a prefill, or rows that
+    all sit at the same position), or one token per row, each at its own position `pos` (B,)."""
 
     def __init__(self, config, batch_size, max_len, device, dtype):
         shape = (config.n_layer, batch_size, config.n_head, max_len, config.n_embd // config.n_head)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
-        self.len = 0  # positions filled; advanced by GPT.forward after all layers have written
+        self.rows = torch.arange(batch_size, device=device)
+        self.len = 0  # contiguous: positions filled (GPT.forward advances it); per row: keys seen
 
-    def update(self, layer, k, v):
-        end = self.len + k.size(2)
-        self.k[layer, :, :, self.len:end] = k
-        self.v[layer, :, :, self.len:end] = v
+    def update(self, layer, k, v, pos=None):
+        if pos is None:
+            end = self.len + k.size(2)
+            self.k[layer, :, :, self.len:end] = k
+            self.v[layer, :, :, self.len:end] = v
+        else:  # row b's one new token goes to position pos[b]
+            end = self.len
+            self.k[layer, self.rows, :, pos] = k[:, :, 0]
+            self.v[layer, self.rows, :, pos] = v[:, :, 0]
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 
 
-def attention_masks(q_pos, n_keys, key_valid=None, window=0):
-    """Boolean masks (True = may attend) for queries at cache positions `q_pos` (T,) over keys
-    0..n_keys-1: causal, optionally only over valid (non-padding) keys (B, n_keys), and for local
-    layers only the last `window` positions. Returns {False: global mask, True: local mask}."""
+def attention_masks(q_pos, n_keys, window=0):
+    """Boolean masks (True = may attend) for queries at positions `q_pos` (T,) over keys
+    0..n_keys-1: causal, and for local layers only the last `window` positions.
+    Returns {False: global mask, True: local mask}."""
     k_pos = torch.arange(n_keys, device=q_pos.device)
     causal = k_pos[None, :] <= q_pos[:, None]                                   # (T, S)
     masks = {False: causal}
-    if window:
-        masks[True] = causal & (q_pos[:, None] - k_pos[None, :] < window)
-    if key_valid is not None:
-        # a padding query sees only itself, so no row is all -inf (its output is never used)
-        own = k_pos[None, :] == q_pos[:, None]
-        masks = {w: ((m[None] & key_valid[:, None, :]) | own[None])[:, None] for w, m in masks.items()}
-    masks.setdefault(True, masks[False])
+    masks[True] = causal & (q_pos[:, None] - k_pos[None, :] < window) if window else causal
     return masks
 
 
@@ -221,53 +262,101 @@ class GPT(nn.Module):
         n = self.num_params() - self.wpe.weight.numel()
         return 6 * n + 12 * c.n_layer * c.block_size * c.n_embd
 
-    def forward(self, idx, targets=None, cache=None, pos=None, key_valid=None):
+    # How to compute, not what: set on a model (model.loss_impl = 'plain') before torch.compile;
+    # none of these is saved in checkpoints. 'auto' picks per device.
+    loss_impl = 'auto'        # 'chunked': LinearCrossEntropy, 256 rows at a time (a CPU's cache);
+    #                           'few_chunks': LinearCrossEntropy in at most 8 chunks (GPU: few
+    #                           launches, a short compile); 'plain': whole logits + F.cross_entropy
+    #                           (nanoGPT's way). auto: chunked on CPU, few_chunks elsewhere
+    loss_chunk_rows = 256     # 'chunked': rows per chunk
+    local_attention = 'auto'  # 'flex': FlexAttention with a sliding-window block mask; 'mask':
+    #                           SDPA with an explicit mask. auto: flex on CUDA under torch.compile
+    pad_heads = 'auto'        # True: pad head sizes under 16 (or not a multiple of 8) with zeros
+    #                           for the fused kernels; auto: on CUDA
+    decode = 'auto'           # generate()'s steps: 'graph': over the whole static cache, captured
+    #                           once as a CUDA graph and replayed (CUDA only); 'static': the same
+    #                           uncaptured; 'dynamic': over the filled part of the cache only.
+    #                           auto: graph on CUDA, dynamic elsewhere
+
+    def forward(self, idx, targets=None, cache=None, pos=None):
         """idx (B, T) token ids -> (logits (B, T, vocab), None), or with targets (B, T) given
         (-1 marks positions without a target): (None, mean cross-entropy).
 
-        Generation passes a KVCache, the positions pos (B, T) of each token in its own sequence,
-        and key_valid (B, cache positions) marking the non-padding keys."""
+        Generation passes a KVCache: a prefill (or rows all at one position) fills it at its
+        `len`; with pos (B,), idx (B, 1) holds one token per row at its own position pos[b],
+        attending to its row's cached keys 0..pos[b] (the cache's first `len` are looked at)."""
         B, T = idx.shape
-        start = cache.len if cache is not None else 0
-        if pos is None:
-            pos = torch.arange(start, start + T, device=idx.device)
+        start = cache.len if cache is not None and pos is None else 0
+        positions = pos[:, None] if pos is not None else torch.arange(start, start + T, device=idx.device)
         if start + T > self.config.block_size:
             raise ValueError(f"sequence of {start + T} tokens exceeds block_size {self.config.block_size}")
-        x = self.drop(self.wte(idx) + self.wpe(pos))
-        # each layer kind (global False, local True) gets (attn_mask, is_causal)
-        window = self.config.window_size
-        masks = None  # plain causal attention everywhere: training, or a prefill with no padding
-        if cache is not None and key_valid is None and T == 1 and start < (window or start + 1):
-            masks = {False: (None, False), True: (None, False)}  # one new token sees every key
-        elif cache is not None and (key_valid is not None or start > 0 or window):
-            # queries sit at cache positions start.., keys at 0..start+T-1
-            built = attention_masks(torch.arange(start, start + T, device=idx.device), start + T,
-                                    key_valid, window)
-            masks = {kind: (m, False) for kind, m in built.items()}
-        elif window:  # training: only the local layers need an explicit mask
-            local = attention_masks(torch.arange(T, device=idx.device), T, None, window)[True]
-            masks = {False: (None, True), True: (local, False)}
+        x = self.drop(self.wte(idx) + self.wpe(positions))
+        plans = self.attention_plans(T, start, cache, pos, idx.device)
         for i, block in enumerate(self.h):
-            x = block(x, masks, cache, i)
-        if cache is not None:
+            x = block(x, plans, cache, i, pos)
+        if cache is not None and pos is None:
             cache.len += T
         x = self.ln_f(x)
-        if targets is not None:  # the loss without ever holding the whole (B, T, vocab) logits
-            x = x.view(-1, x.size(-1))
-            return None, LinearCrossEntropy.apply(x, self.lm_head.weight, targets.reshape(-1),
-                                                  torch.is_grad_enabled())
-        return self.lm_head(x), None
+        if targets is None:
+            return self.lm_head(x), None
+        impl = self.loss_impl
+        if impl == 'auto':
+            impl = 'chunked' if x.device.type == 'cpu' else 'few_chunks'
+        if impl == 'plain':  # the whole logits; under torch.compile the fp32 copy is fused away
+            logits = self.lm_head(x).float()
+            return None, F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+        # the loss without ever holding the whole (B, T, vocab) logits
+        x = x.view(-1, x.size(-1))
+        rows = self.loss_chunk_rows if impl == 'chunked' else max(256, -(-x.size(0) // 8))
+        return None, LinearCrossEntropy.apply(x, self.lm_head.weight, targets.reshape(-1),
+                                              torch.is_grad_enabled(), rows)
+
+    def attention_plans(self, T, start, cache, pos, device):
+        """{False: AttentionPlan of the global layers, True: of the local layers} for T new
+        tokens, from position `start` (or each row at its own pos)."""
+        window = self.config.window_size
+        if pos is not None:  # one token per row at its own position: mask each row's keys
+            k_pos = torch.arange(cache.len, device=device)
+            seen = k_pos[None, :] <= pos[:, None]                                # (B, keys)
+            plans = {False: AttentionPlan(seen[:, None, None], False)}
+            if window:
+                local = seen & (pos[:, None] - k_pos[None, :] < window)
+                plans[True] = AttentionPlan(local[:, None, None], False)
+        elif start > 0:  # more tokens after a filled cache: queries at start.., keys from 0
+            if T == 1 and start < (window or start + 1):
+                plans = {False: AttentionPlan(None, False)}  # one new token sees every key
+            else:
+                built = attention_masks(torch.arange(start, start + T, device=device), start + T, window)
+                plans = {kind: AttentionPlan(m, False) for kind, m in built.items()}
+        else:  # from position 0 (training, evaluation, a prefill): plain causal needs no mask
+            # tensor, which lets SDPA take its fastest path (flash attention on CUDA)
+            hs = self.config.n_embd // self.config.n_head
+            pad = self.pad_heads if self.pad_heads != 'auto' else device.type == 'cuda'
+            head_size = max(16, -(-hs // 8) * 8) if pad and (hs < 16 or hs % 8) else 0
+            plans = {False: AttentionPlan(None, True, head_size=head_size)}
+            if window:
+                flex = self.local_attention
+                if flex == 'auto':  # eager FlexAttention is an unfused reference: compiled only
+                    flex = 'flex' if device.type == 'cuda' and torch.compiler.is_compiling() else 'mask'
+                if flex == 'flex' and not (self.training and self.config.dropout):  # no dropout in flex
+                    plans[True] = AttentionPlan(block_mask=local_block_mask(T, window, device),
+                                                head_size=head_size)
+                else:
+                    local = attention_masks(torch.arange(T, device=device), T, window)[True]
+                    plans[True] = AttentionPlan(local, False, head_size=head_size)
+        plans.setdefault(True, plans[False])
+        return plans
 
     @torch.no_grad()
     def attention_maps(self, idx):
         """Each layer's attention probabilities for idx (B, T): a list of (B, n_head, T, T)."""
         T = idx.size(1)
-        masks = attention_masks(torch.arange(T, device=idx.device), T, None, self.config.window_size)
+        masks = attention_masks(torch.arange(T, device=idx.device), T, self.config.window_size)
         x = self.wte(idx) + self.wpe(torch.arange(T, device=idx.device))
         maps = []
         for block in self.h:
             maps.append(block.attn.probs(block.ln_1(x), masks[bool(block.attn.window)]))
-            x = block(x, {kind: (m, False) for kind, m in masks.items()})
+            x = block(x, {kind: AttentionPlan(m, False) for kind, m in masks.items()})
         return maps
 
     @torch.inference_mode()  # no autograd bookkeeping at all: ~1.5x faster decoding on CPU
@@ -275,41 +364,101 @@ class GPT(nn.Module):
                         eot_token=None, generator=None):
         """Sample continuations of a batch of prompts (lists of token ids, any lengths).
 
-        Yields, per step, a list with each sequence's new token, or None for sequences that have
-        finished (emitted eot_token). Stops after max_new_tokens, when every sequence has
-        finished, or when the context is full."""
-        device = self.wte.weight.device
-        B, lens = len(prompts), [len(p) for p in prompts]
-        T0 = max(lens)
-        if min(lens) == 0:
+        Every row has its own budget, min(max_new_tokens, block_size - its prompt's length): a
+        short prompt next to a long one keeps all its room, since each row writes its tokens at
+        its own positions of the cache. A prompt that fills the context (len >= block_size) has
+        no room and gets no tokens (its row is None at every step; callers report it), without
+        disturbing the other rows; if no row has room, nothing is yielded.
+
+        Yields, per step, a list with each row's new token, or None for rows that have finished
+        (emitted eot_token or used their budget) or had no room. Stops when every row is done."""
+        if any(len(p) == 0 for p in prompts):
             raise ValueError("every prompt needs at least one token (e.g. the EOT token)")
-        max_new_tokens = min(max_new_tokens, self.config.block_size - T0)
-        if max_new_tokens <= 0:
+        block = self.config.block_size
+        budget = [max(0, min(max_new_tokens, block - len(p))) for p in prompts]
+        rows = [b for b, n in enumerate(budget) if n > 0]  # the rows that get tokens
+        if not rows:
             return
-        # left-pad to a rectangle; each token keeps its own position within its own sequence
-        idx = torch.zeros(B, T0, dtype=torch.long, device=device)
-        key_valid = torch.zeros(B, T0 + max_new_tokens, dtype=torch.bool, device=device)
-        for b, p in enumerate(prompts):
-            idx[b, T0 - len(p):] = torch.tensor(p, dtype=torch.long)
-            key_valid[b, T0 - len(p):] = True
-        padded = min(lens) < T0  # without padding, attention needs no explicit masks
-        pad = torch.tensor([T0 - n for n in lens], device=device)
-        pos = (torch.arange(T0, device=device)[None, :] - pad[:, None]).clamp(min=0)
-        cache = KVCache(self.config, B, T0 + max_new_tokens, device, self.wte.weight.dtype)
-        done = [False] * B
-        logits, _ = self(idx, cache=cache, pos=pos, key_valid=key_valid[:, :T0] if padded else None)
-        for step in range(max_new_tokens):
-            nxt = sample_next(logits[:, -1, :], temperature, top_k, top_p, generator)
-            out = []
-            for b, t in enumerate(nxt.tolist()):
-                out.append(None if done[b] else t)
-                done[b] = done[b] or t == eot_token
+        device = self.wte.weight.device
+        lens, budget = [len(prompts[b]) for b in rows], [budget[b] for b in rows]
+        R, T0 = len(rows), max(lens)
+        S = max(n + m - 1 for n, m in zip(lens, budget))  # the last token sampled is never fed
+        # prefill: right-padded, so every prompt starts at position 0; causal attention keeps the
+        # padding (after each prompt) out of the real tokens, and decoding overwrites it
+        idx = torch.zeros(R, T0, dtype=torch.long, device=device)
+        for i, b in enumerate(rows):
+            idx[i, :lens[i]] = torch.tensor(prompts[b], dtype=torch.long)
+        cache = KVCache(self.config, R, S, device, self.wte.weight.dtype)
+        logits, _ = self(idx, cache=cache)
+        last = torch.tensor(lens, device=device) - 1
+        logits = logits[torch.arange(R, device=device), last]
+        uniform = len(set(lens)) == 1  # all rows at one position: the plain cache path is cheapest
+        mode = self.decode if self.decode != 'auto' else 'graph' if device.type == 'cuda' else 'dynamic'
+        step_fn = None
+        if mode != 'dynamic':
+            capture = mode == 'graph' and device.type == 'cuda'
+            step_fn = self._static_decode(cache, R, S, capture, temperature, top_k, top_p, generator)
+        made, done = [0] * R, [False] * R
+        nxt = sample_next(logits, temperature, top_k, top_p, generator)
+        for step in range(max(budget)):
+            out = [None] * len(prompts)
+            for i, t in enumerate(nxt.tolist()):
+                if not done[i]:
+                    out[rows[i]] = t
+                    made[i] += 1
+                    done[i] = t == eot_token or made[i] == budget[i]
             yield out
-            if all(done) or step == max_new_tokens - 1:
+            if all(done):
                 return
-            pos = pos[:, -1:] + 1
-            logits, _ = self(nxt[:, None], cache=cache, pos=pos,
-                             key_valid=key_valid[:, :cache.len + 1] if padded else None)
+            # row i's new token goes to position lens[i] + step; finished rows stay at their last
+            # position (<= S - 1): they still run (the batch keeps its shape), their output unused
+            pos = (last + 1 + step).clamp_(max=S - 1)
+            if step_fn is not None:
+                nxt = step_fn(nxt, pos)
+            elif uniform:
+                nxt = sample_next(self(nxt[:, None], cache=cache)[0][:, -1], temperature, top_k, top_p, generator)
+            else:
+                cache.len = min(T0 + step + 1, S)  # keys up to the furthest row's position
+                nxt = sample_next(self(nxt[:, None], cache=cache, pos=pos)[0][:, -1],
+                                  temperature, top_k, top_p, generator)
+
+    def _static_decode(self, cache, R, S, capture, temperature, top_k, top_p, generator):
+        """One decode step (a token per row in, the next token per row out) over the whole static
+        cache (S positions, each row masked to its own keys), so its shapes never change; with
+        capture (CUDA), captured once as a CUDA graph and replayed: a step is ~100 small
+        kernels, whose launches cost more than their work at batch 1."""
+        idx = torch.zeros(R, 1, dtype=torch.long, device=cache.k.device)
+        pos = torch.zeros(R, dtype=torch.long, device=cache.k.device)
+        cache.len = S
+        graph, out = None, None
+
+        def decode():
+            logits = self(idx, cache=cache, pos=pos)[0][:, -1]
+            return sample_next(logits, temperature, top_k, top_p, generator)
+
+        def step(nxt, p):
+            nonlocal graph, out
+            idx.copy_(nxt[:, None])
+            pos.copy_(p)
+            if not capture:
+                return decode()
+            if graph is not None:
+                graph.replay()
+                return out.clone()
+            # the first step runs eagerly (on a side stream, which warms up cuBLAS and the
+            # allocator as capture needs), then the same step is captured, not run
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                first = decode()
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            if generator is not None:  # its state advances on every replay
+                graph.register_generator_state(generator)
+            with torch.cuda.graph(graph):
+                out = decode()
+            return first
+        return step
 
     def generate(self, prompts, max_new_tokens, **kwargs):
         """Like generate_stream, but returns each sequence's new tokens (EOT included if hit)."""
@@ -475,6 +624,32 @@ def pick_device(name='auto'):
     if kind == 'mps' and not torch.backends.mps.is_available():
         raise SystemExit(f"error: device={name!r} but MPS is not available here")
     return name
+
+
+# Spec-sheet dense peaks in TFLOP/s (bf16, fp16 on the tensor cores, fp32 without them), by a
+# piece of torch.cuda.get_device_name: what MFU is quoted against beside the measured peak.
+# More specific names first ('a100' before 'a10', 'l40s' before 'l4'). None: no such unit.
+GPU_SPECS = [
+    ('h100 pcie', 756, 756, 51), ('h100 nvl', 835, 835, 60), ('h100', 989, 989, 67),  # SXM
+    ('gh200', 989, 989, 67), ('h200', 989, 989, 67), ('b200', 2250, 2250, 80),
+    ('a100', 312, 312, 19.5), ('v100', None, 125, 15.7), ('t4', None, 65, 8.1),
+    ('l40s', 362, 362, 91.6), ('l4', 121, 121, 30.3), ('a10', 125, 125, 31.2),
+    ('rtx 4090', 165, 165, 82.6), ('rtx 3090', 71, 71, 35.6),  # GeForce: fp32 accumulation
+]
+
+
+def spec_peak_flops(device, dtype=torch.bfloat16, name=None):
+    """The spec sheet's dense peak FLOP/s of `device` (a CUDA GPU, known by its name) for
+    `dtype`, or None (a CPU, an unknown GPU, or a dtype the GPU has no fast path for)."""
+    if name is None:
+        if torch.device(device).type != 'cuda':
+            return None
+        name = torch.cuda.get_device_name(device)
+    column = {torch.bfloat16: 0, torch.float16: 1, torch.float32: 2}[dtype]
+    for key, *tflops in GPU_SPECS:
+        if key in name.lower():
+            return tflops[column] * 1e12 if tflops[column] else None
+    return None
 
 
 def load_checkpoint(path, device='cpu'):

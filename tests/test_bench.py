@@ -38,3 +38,38 @@ def test_train_step_variants_agree_and_are_timed_in_turns():
                                              (lambda: calls.append('b'), 20)], rounds=3)
     assert calls[6:] == ['a', 'b'] * 3  # 3 warm-up calls each, then one of each per round
     assert len(rates) == 2 and all(r > 0 for r in rates)
+
+
+def test_reference_model_is_our_architecture():
+    """bench.py's nanoGPT-style ReferenceGPT, given model.GPT's weights, computes the same loss,
+    with and without the local window: the GPU ratios compare like with like."""
+    import torch
+    from model import GPT, GPTConfig
+    for window in (0, 3):
+        torch.manual_seed(0)
+        ours = GPT(GPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=8, window_size=window))
+        ref = bench.ReferenceGPT(50, 8, 2, 2, block_size=16, window_size=window)
+        rename = {'attn.c_attn': 'c_attn', 'attn.c_proj': 'attn_proj', 'mlp.c_fc': 'c_fc', 'mlp.c_proj': 'mlp_proj'}
+        state = {}
+        for k, v in ours.state_dict().items():
+            for a, b in rename.items():
+                k = k.replace(a, b)
+            state[k] = v
+        ref.load_state_dict(state)
+        x = torch.randint(0, 50, (2, 16))
+        assert abs(ref(x, x).item() - ours(x, x)[1].item()) < 1e-5
+
+
+def test_bad_keys_are_one_line_errors():
+    for args, words in ((['--only=bpe_train'], '--data_file'), (['--device=tpu'], 'cpu or cuda'),
+                        (['--only=bpe_train', '--data_file=/nonexistent/x.txt'], 'not found')):
+        out = subprocess.run([sys.executable, 'bench.py', *args], cwd=ROOT, capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode != 0 and out.stderr.startswith('error:') and words in out.stderr
+        assert 'Traceback' not in out.stderr
+
+
+def test_stories_are_read_by_stories_py(tmp_path):
+    f = tmp_path / 's.txt'
+    f.write_text('Once upon a time.\n<|endoftext|>\nThe end.\n<|endoftext|>\n')
+    assert bench._stories(str(f)) == ['Once upon a time.', 'The end.']
