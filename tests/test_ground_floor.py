@@ -42,8 +42,8 @@ def test_forked_children_do_not_keep_the_lock(tmp_path):
     path = str(tmp_path / 'data')
     code = (f"import os, sys, time; sys.path.insert(0, {ROOT!r}); from dirlock import lock_dir; "
             f"lock_dir({path!r}); pid = os.fork()\n"
-            f"if pid == 0: time.sleep(30); os._exit(0)\n"
-            f"print(pid, flush=True); time.sleep(60)")
+            f"if pid == 0: print(os.getpid(), flush=True); time.sleep(30); os._exit(0)\n"
+            f"time.sleep(60)")  # the child prints once fork() has returned in it (hooks done)
     parent = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE, text=True)
     child = int(parent.stdout.readline())
     parent.kill()
