@@ -115,5 +115,46 @@ class Dataset:
                 'eot_token': self.eot, 'vocab_size': self.vocab_size}
 
 
+    def for_model(self, enc, tokenizer):
+        """This dataset in a model's token ids: itself when the model was trained with its
+        tokenizer (`tokenizer`: the model's record, compared by sha256), else its stories decoded
+        with the dataset's tokenizer and encoded with the model's (the paper's models use GPT-2's
+        50,257 tokens). Bits per byte still compare: the bytes are the text's, whatever the tokens."""
+        if tokenizer.get('sha256') == self.tokenizer_record()['sha256']:
+            return self
+        return Reencoded(self, enc, tokenizer['eot_token'])
+
+
+class Reencoded:
+    """A Dataset's splits re-encoded, in memory, with another tokenizer: the same interface as
+    Dataset for the readers that only need tokens, stories and the split's bytes."""
+
+    def __init__(self, dataset, enc, eot):
+        self.source, self.enc, self.eot = dataset, enc, eot
+        self.meta, self.format, self.vocab_size = dataset.meta, dataset.format, enc.n_vocab
+        self._stories = {}
+
+    def stories(self, split, limit=0):
+        if split not in self._stories:
+            texts = self.source.texts(split)
+            self._stories[split] = [np.array(ids, dtype=np.int64) for ids in self.enc.encode_ordinary_batch(texts)]
+        out = self._stories[split]
+        return out[:limit] if limit else out
+
+    def tokens(self, split):
+        """EOT story EOT story ... EOT, as prepare.py lays out a bin."""
+        eot = np.array([self.eot], dtype=np.int64)
+        return np.concatenate([eot] + [part for s in self.stories(split) for part in (s, eot)])
+
+    def texts(self, split, limit=0):
+        return self.source.texts(split, limit)
+
+    def split_info(self, split):
+        return dict(self.source.split_info(split), tokens=len(self.tokens(split)))
+
+    def encoding(self):
+        return self.enc
+
+
 def open_dataset(data_dir, splits=('train', 'val')):
     return Dataset(data_dir, splits)

@@ -72,6 +72,22 @@ def whole_split_loss(model, dataset, split='val', batch_size=32, device='cpu', a
     return total / count, (total / math.log(2) / n_bytes) if n_bytes else float('nan')
 
 
+def score_model(location, dataset, batch_size=32, device='cpu', dtype='auto'):
+    """Print a model's whole-val-split loss and bits per byte on `dataset`: any model location
+    (a run of ours, a Hugging Face folder, hf:OWNER/NAME), so the paper's released models are
+    scored exactly as ours. A model with another tokenizer reads the text re-encoded in its own."""
+    from model import load_run
+    model, enc, info = load_run(location, device)
+    data = dataset.for_model(enc, info['tokenizer'])
+    note = '' if data is dataset else f" (the text re-encoded with the model's {enc.n_vocab:,}-token tokenizer)"
+    _, _, autocast = pick_autocast(device, dtype)
+    loss, bpb = whole_split_loss(model, data, 'val', batch_size, device, autocast)
+    where = f"{location} (iter {info['iter_num']})" if info.get('iter_num') is not None else location
+    print(f"{where}: val loss {loss:.4f} nats/token, {bpb:.4f} bits/byte over the whole val split of "
+          f"{dataset.dir} ({data.split_info('val').get('tokens', 0):,} tokens){note}")
+    return loss, bpb
+
+
 @torch.no_grad()
 def mean_loss(model, batches, autocast=None):
     """The mean of model(x, y)'s loss over (x, y) batches: a quick estimate during training. One

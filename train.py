@@ -3,7 +3,9 @@ Train a TinyStories GPT on the token bins that prepare.py wrote.
 
     python train.py config/cpu_tiny.py --data_dir=data/ts               # one device
     python train.py --out_dir=out/run --init_from=resume                # continue exactly
-    python train.py --out_dir=out/run --init_from=resume --eval_only    # whole-val-split bits/byte
+    python train.py --out_dir=out/run --eval_only                       # whole-val-split bits/byte
+    python train.py --out_dir=hf:roneneldan/TinyStories-33M --eval_only --data_dir=data/ts  # any model
+    python train.py config/instruct_33m.py --init_from=hf:roneneldan/TinyStories-33M --data_dir=...  # fine-tune
     torchrun --standalone --nproc_per_node=2 train.py config/ts_33m.py  # DDP
 
 Batches are a pure function of (seed, iteration, process, micro-step), so a resumed run sees the
@@ -27,17 +29,17 @@ from tqdm import tqdm
 from atomic_write import atomic_write
 from dataset import open_dataset
 from dirlock import lock_dir
-from evaluate import mean_loss, pick_autocast, plot_log, whole_split_loss
+from evaluate import mean_loss, pick_autocast, plot_log, score_model, whole_split_loss
 from jsonl import append_jsonl, read_jsonl
-from model import GPT, GPTConfig, load_checkpoint, measure_peak_flops, pick_device
+from model import GPT, GPTConfig, load_checkpoint, load_run, measure_peak_flops, pick_device
 from progress import progress as progress_bar
 
 # -----------------------------------------------------------------------------
 # I/O
 out_dir = 'out'
 data_dir = 'data/ts'
-init_from = 'scratch'      # 'scratch' or 'resume' (from out_dir/ckpt.pt)
-eval_only = False          # evaluate the checkpoint on the whole val split, then exit (writes nothing)
+init_from = 'scratch'      # 'scratch', 'resume' (out_dir/ckpt.pt), or a model to fine-tune (hf:OWNER/NAME, a folder)
+eval_only = False          # score the model at out_dir (any model location) on the whole val split; writes nothing
 overwrite = False          # from scratch in an out_dir that holds a checkpoint: replace that run
 # model (the paper's GPT-Neo shapes: see config/)
 n_layer = 4
@@ -47,6 +49,8 @@ block_size = 512
 dropout = 0.0
 bias = True
 window_size = 0            # >0: GPT-Neo's local attention on odd layers (it used 256)
+qkv_bias = True            # False: no query/key/value biases, as GPT-Neo (so a model exports to it)
+activation = 'gelu'        # 'gelu' (exact) or 'gelu_tanh' (GPT-2/GPT-Neo's approximation)
 # optimisation (defaults from the paper's released models)
 batch_size = 32            # sequences per micro-step, per process
 grad_accum = 1             # micro-steps per optimizer step
@@ -84,7 +88,7 @@ def fail(msg):
 
 ckpt_path = os.path.join(out_dir, 'ckpt.pt')
 ckpt = None
-if init_from == 'resume' or eval_only:
+if init_from == 'resume' or (eval_only and os.path.isfile(ckpt_path)):
     ckpt_model, ckpt = load_checkpoint(ckpt_path)  # a one-line error if missing or damaged
     # continue with the run's own settings; what this command line says still wins
     globals().update(ckpt['config'])
@@ -99,7 +103,7 @@ RULES = {**dict.fromkeys(('batch_size', 'block_size', 'n_layer', 'n_head', 'n_em
                           'max_minutes', 'muon_lr', 'window_size', 'threads'), zero_or_more),
          **dict.fromkeys(('dropout', 'beta1', 'beta2'), in_0_1),
          'learning_rate': (lambda v: v > 0, 'a value above 0')}
-CHOICES = {'init_from': ('scratch', 'resume'), 'schedule': ('cosine', 'constant'),
+CHOICES = {'schedule': ('cosine', 'constant'), 'activation': ('gelu', 'gelu_tanh'),
            'dtype': ('auto', 'float32', 'bfloat16', 'float16'), 'compile': (None, 'auto', True, False),
            'loss_impl': ('auto', 'chunked', 'few_chunks', 'plain')}
 for key, (ok, what) in RULES.items():
@@ -147,6 +151,12 @@ def say(*args):
 
 # ---- data, and the run's directory (locked) -----------------------------------------------
 data = open_dataset(data_dir)  # meta.json validated, every bin's size checked against it
+if eval_only:  # any model location; one of another tokenizer reads the text re-encoded (evaluate.py)
+    if master:
+        score_model(out_dir, data, batch_size, device, dtype)
+    if ddp:
+        destroy_process_group()
+    raise SystemExit(0)
 for split in ('train', 'val'):
     n_tokens = len(data.tokens(split))
     if n_tokens <= block_size + 1:
@@ -162,9 +172,9 @@ if ckpt is not None:  # token ids mean nothing under another tokenizer, even one
     if (ckpt.get('tokenizer') or {}).get('sha256') != tokenizer['sha256']:
         fail(f"{data_dir}'s tokenizer is not the one {ckpt_path} was trained with (same size, other "
              f"tokens): use the dataset it trained on (its data_dir: {ckpt['config'].get('data_dir')})")
-if master and not eval_only:  # evaluation writes nothing, so it never waits for a lock
+if master:
     lock_dir(out_dir, 'training run')
-    if init_from == 'scratch' and os.path.exists(ckpt_path) and not overwrite:
+    if init_from != 'resume' and os.path.exists(ckpt_path) and not overwrite:
         fail(f"{out_dir} holds a trained run ({ckpt_path}): continue it with --init_from=resume, "
              f"start over with --overwrite (replacing it), or use another --out_dir")
 
@@ -193,8 +203,17 @@ if ckpt is not None:
         globals()[k] = model_args[k]  # the architecture is the checkpoint's
     iter_num, plan = ckpt['iter_num'], ckpt['plan']
 else:
-    model_args = asdict(GPTConfig(vocab_size=data.vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head,
-                                  n_embd=n_embd, dropout=dropout, bias=bias, window_size=window_size))
+    if init_from != 'scratch':  # fine-tune a model (its own tokenizer: prepare --tokenizer=<it>)
+        start_model, _, start_info = load_run(init_from, 'cpu')
+        if start_info['tokenizer'].get('sha256') != tokenizer['sha256']:
+            fail(f"{data_dir} is not in {init_from}'s tokenizer: prepare it with "
+                 f"prepare.py --tokenizer={init_from} --data_dir=... first")
+        model_args = asdict(start_model.config)
+        block_size = min(block_size, model_args['block_size'])
+    else:
+        model_args = asdict(GPTConfig(vocab_size=data.vocab_size, block_size=block_size, n_layer=n_layer,
+                                      n_head=n_head, n_embd=n_embd, dropout=dropout, bias=bias,
+                                      window_size=window_size, qkv_bias=qkv_bias, activation=activation))
     iter_num, plan = 0, {'max_iters': max_iters, 'elapsed_s': 0.0}
 # a resume may extend or shorten the run; with a budget, the budget's plan stands until re-planned
 plan['max_iters'] = min(plan['max_iters'], max_iters) if max_minutes and ckpt else max_iters
@@ -217,10 +236,11 @@ def check_memory(args):
 
 
 check_memory(model_args)
-model = (ckpt_model.train() if ckpt is not None else GPT(GPTConfig(**model_args))).to(device)
+model = (ckpt_model.train() if ckpt is not None else start_model.train() if init_from != 'scratch'
+         else GPT(GPTConfig(**model_args))).to(device)
 model.loss_impl = loss_impl  # how, not what: model.py picks per device for 'auto'
 optimizer = model.configure_optimizer(weight_decay, learning_rate, (beta1, beta2), device_type, muon_lr)
-if ckpt is not None and not eval_only:
+if ckpt is not None:
     optimizer.load_state_dict(ckpt['optimizer'])
     if scaler.is_enabled() and ckpt.get('scaler'):
         scaler.load_state_dict(ckpt['scaler'])
@@ -229,19 +249,11 @@ if ckpt is not None and not eval_only:
         torch.cuda.set_rng_state(ckpt['rng']['cuda'])
 raw_model = model
 compiling = device_type == 'cuda' if compile in (None, 'auto') else bool(compile)
-if compiling and not eval_only:
+if compiling:
     say("compiling the model with torch.compile: the first steps are slow")
     model = torch.compile(model)
 if ddp:
     model = DDP(model, device_ids=[int(os.environ['LOCAL_RANK'])] if device_type == 'cuda' else None)
-
-if eval_only:
-    loss, bpb = whole_split_loss(raw_model, data, 'val', batch_size, device, autocast, show_progress=master)
-    say(f"{ckpt_path} (iter {iter_num}): val loss {loss:.4f} nats/token, {bpb:.4f} bits/byte "
-        f"over the whole val split ({val.get('tokens', 0):,} tokens)")
-    if ddp:
-        destroy_process_group()
-    raise SystemExit(0)
 
 # ---- what a run writes: the log and checkpoints, each atomically --------------------------
 log_path = os.path.join(out_dir, 'log.jsonl')

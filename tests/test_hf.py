@@ -174,3 +174,50 @@ def test_prepare_in_a_models_tokenizer(folders, tmp_path):
     assert ids[0] == ids[-1] == eot and len(segments) == 10
     for seg in segments:  # each story is exactly the model tokenizer's encoding of its text
         assert seg == tok.encode(tok.decode(seg), add_special_tokens=False)
+
+
+def test_eval_only_and_fine_tuning_on_a_models_tokenizer(folders, tmp_path):
+    """train.py --eval_only scores a Hugging Face model in bits per byte as transformers does; on
+    a dataset of another tokenizer it re-encodes the text (same number); --init_from fine-tunes."""
+    from transformers import AutoModelForCausalLM
+    from dataset import open_dataset
+    from helpers import write_byte_dataset
+    stories = [' '.join(random.Random(i).choice(['Tom', 'ran', 'to', 'the', 'big', 'dog.', 'Lily',
+                                                 'smiled.']) for _ in range(30)) for i in range(40)]
+    for name, part in (('train.txt', stories[:30]), ('val.txt', stories[30:])):
+        (tmp_path / name).write_text(''.join(f"{s}\n{EOT}\n" for s in part))
+    folder, ds = folders['neo'], str(tmp_path / 'ds')
+    run = lambda *a: subprocess.run([sys.executable, *a], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    r = run('prepare.py', f'--source={tmp_path / "train.txt"}', f'--val_source={tmp_path / "val.txt"}',
+            f'--tokenizer={folder}', f'--data_dir={ds}', '--workers=1')
+    assert r.returncode == 0, r.stderr
+    r = run('train.py', f'--out_dir={folder}', '--eval_only', f'--data_dir={ds}', '--device=cpu', '--dtype=float32')
+    assert r.returncode == 0, r.stderr
+    ours = float(r.stdout.split(' bits/byte')[0].split()[-1])
+    # the same measure through transformers: windows of the model's context over val.bin
+    data = open_dataset(ds)
+    ids, theirs_model = torch.tensor(data.tokens('val').astype(np.int64)), AutoModelForCausalLM.from_pretrained(folder)
+    total, T = 0.0, theirs_model.config.max_position_embeddings
+    with torch.no_grad():
+        for s in range(0, len(ids) - 1, T):
+            x, y = ids[s:s + T], ids[s + 1:s + 1 + T]
+            logits = theirs_model(x[:len(y)][None]).logits[0]
+            total += torch.nn.functional.cross_entropy(logits, y, reduction='sum').item()
+    assert ours == pytest.approx(total / np.log(2) / data.split_info('val')['bytes'], abs=2e-4)
+    # the same text in a byte-level dataset: re-encoded with the model's tokenizer, same number
+    write_byte_dataset(str(tmp_path / 'bytes'), data.texts('train'), data.texts('val'))
+    r = run('train.py', f'--out_dir={folder}', '--eval_only', f'--data_dir={tmp_path / "bytes"}', '--device=cpu',
+            '--dtype=float32')
+    assert r.returncode == 0 and 're-encoded' in r.stdout, r.stderr
+    assert float(r.stdout.split(' bits/byte')[0].split()[-1]) == pytest.approx(ours, abs=2e-4)
+    # fine-tuning starts from the model's weights, on data in its tokenizer only
+    out = str(tmp_path / 'ft')
+    r = run('train.py', f'--init_from={folder}', f'--data_dir={ds}', f'--out_dir={out}', '--max_iters=3',
+            '--block_size=32', '--batch_size=2', '--eval_interval=100', '--device=cpu', '--dtype=float32',
+            '--compile=False', '--warmup_iters=1', '--progress=False')
+    assert r.returncode == 0, r.stderr
+    model, _, info = load_run(out, 'cpu')
+    assert info['model_args']['window_size'] == 8 and info['iter_num'] == 3
+    r = run('train.py', f'--init_from={folder}', f'--data_dir={tmp_path / "bytes"}', f'--out_dir={out}2',
+            '--max_iters=3', '--block_size=32', '--device=cpu')
+    assert r.returncode != 0 and 'prepare.py --tokenizer=' in r.stderr.strip().splitlines()[-1]
