@@ -20,7 +20,6 @@ Rouge-k (the paper's definition, on sets of word k-grams G_k):
     precision r_p(A, B) = |G_k(A) & G_k(B)| / |G_k(A)|      (how much of A is found in B)
     F-measure r_f(A, B) = 2 r_p(A, B) r_p(B, A) / (r_p(A, B) + r_p(B, A))
 """
-import hashlib
 import html
 import io
 import json
@@ -87,27 +86,15 @@ def check_config():
         raise SystemExit("error: --max_train_stories and --show must be 0 or more")
 
 
-def tokenizer_hash(record):
-    return record.get('sha256') or hashlib.sha256(record['tiktoken'].encode('ascii')).hexdigest()
-
-
-def read_train_stories(data_dir, model, ckpt):
-    """(train token-id arrays, train texts, val texts) of a prepared dataset, which must share the
-    model's tokenizer: its token ids go into the model as they are."""
+def read_train_stories(data_dir, enc, info):
+    """(train token-id arrays, train texts, val texts) of a prepared dataset, in the model's
+    tokenizer: a dataset of another one (the paper's models use GPT-2's) is decoded with its own
+    and re-encoded with the model's (dataset.for_model)."""
     from dataset import open_dataset
     splits = ('train', 'val') if os.path.isfile(os.path.join(data_dir, 'val.bin')) else ('train',)
-    ds = open_dataset(data_dir, splits=splits)
-    theirs = ds.tokenizer_record()
-    if ds.vocab_size != model.config.vocab_size or tokenizer_hash(theirs) != tokenizer_hash(ckpt['tokenizer']):
-        theirs_is = (f"vocab_size {ds.vocab_size}, the model's {model.config.vocab_size}"
-                     if ds.vocab_size != model.config.vocab_size else "the same size, other tokens")
-        raise SystemExit(f"error: {data_dir} was tokenized with another tokenizer than the model's "
-                         f"({theirs_is}): pass the dataset it was trained on, or --source=<story "
-                         f"files> to re-encode their text")
-    enc = ds.encoding()
-    toks = ds.stories('train', max_train_stories)
-    texts = enc.decode_batch([t.tolist() for t in toks])
-    return toks, texts, ds.texts('val') if 'val' in splits else []
+    ds = open_dataset(data_dir, splits=splits).for_model(enc, info['tokenizer'])
+    return (ds.stories('train', max_train_stories), ds.texts('train', max_train_stories),
+            ds.texts('val') if 'val' in splits else [])
 
 
 def read_source_stories(source, enc, limit=0):
@@ -258,7 +245,7 @@ def main():
         if not data_dir:
             raise SystemExit("error: the checkpoint names no data_dir: pass --data_dir=<prepared "
                              "dataset> or --source=<story files>")
-        toks, texts, val_texts = read_train_stories(data_dir, model, info)
+        toks, texts, val_texts = read_train_stories(data_dir, enc, info)
     long_enough = [i for i, t in enumerate(toks) if len(t) >= 10]
     if not long_enough:
         raise SystemExit("error: no training story has 10 tokens or more")

@@ -5,6 +5,7 @@ n_embd = 64
 n_layer = 8
 n_head = 16
 window_size = 256
+qkv_bias = False          # GPT-Neo has no q/k/v biases: these models export to it (export.py)
 # optimiser: train.py's defaults, the paper's (AdamW, lr 5e-4, weight decay 0.1,
 # betas 0.9/0.95, context 512)
 out_dir = 'out/instruct_1m'

@@ -5,6 +5,7 @@
 n_embd = 1024
 n_layer = 1
 n_head = 16
+qkv_bias = False          # GPT-Neo has no q/k/v biases, as the paper's released models
 window_size = 0           # one layer: no local layer to alternate with
 # optimiser: train.py's defaults, the paper's (AdamW, lr 5e-4, weight decay 0.1,
 # betas 0.9/0.95, context 512)

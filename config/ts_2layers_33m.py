@@ -6,6 +6,7 @@ n_embd = 1024
 n_layer = 2
 n_head = 16
 window_size = 256
+qkv_bias = False          # GPT-Neo has no q/k/v biases: these models export to it (export.py)
 # optimiser: train.py's defaults, the paper's (AdamW, lr 5e-4, weight decay 0.1,
 # betas 0.9/0.95, context 512)
 out_dir = 'out/ts_2layers_33m'

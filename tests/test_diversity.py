@@ -211,3 +211,22 @@ def test_stage_source_txt_and_jsonl(tmp_path):
             assert rec['story'] < 25 and rec['prompt'] + rec['ending'] == stories[rec['story']]
     r = run_stage(f'--out_dir={out}', f'--source={tmp_path / "nope.jsonl"}')
     assert r.returncode != 0 and r.stderr.strip().splitlines()[-1].startswith('error: --source:')
+
+
+def test_a_dataset_of_another_tokenizer_is_re_encoded(tmp_path):
+    """The paper's models use GPT-2's tokenizer, our datasets our own: diversity.py decodes the
+    dataset with its tokenizer and re-encodes the text with the model's."""
+    stories = [f"Once upon a time, Tom had a red ball number {i}. He was happy. The end." for i in range(30)]
+    data, out = str(tmp_path / 'data'), str(tmp_path / 'run')
+    write_dataset(data, stories[:25], stories[25:])
+    tok = os.path.join(data, 'tokenizer.tiktoken')  # the same size, two bytes' ids swapped
+    lines = open(tok).read().splitlines()
+    lines[0], lines[1] = lines[0].split()[0] + ' 1', lines[1].split()[0] + ' 0'
+    open(tok, 'w').write('\n'.join(sorted(lines, key=lambda l: int(l.split()[1]))) + '\n')
+    write_tiny_checkpoint(out, block_size=128)
+    r = run_stage(f'--out_dir={out}', f'--data_dir={data}', '--num_stories=3', '--max_new_tokens=10',
+                  '--batch_size=3', '--device=cpu')
+    assert r.returncode == 0, r.stderr
+    with open(os.path.join(out, 'diversity', 'completions.jsonl')) as f:
+        recs = [json.loads(line) for line in f]
+    assert len(recs) == 3 and all(stories[r['story']].startswith(r['prompt']) for r in recs)
