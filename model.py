@@ -257,7 +257,7 @@ class GPT(nn.Module):
 
     def flops_per_token(self):
         """Training FLOPs per token: 6 per weight (forward + backward multiply-adds) plus the
-        attention scores and mixing, 12 * layers * context * width (see DESIGN.md's MFU)."""
+        attention scores and mixing, 12 * layers * context * width (see docs/contracts.md, MFU)."""
         c = self.config
         n = self.num_params() - self.wpe.weight.numel()
         return 6 * n + 12 * c.n_layer * c.block_size * c.n_embd

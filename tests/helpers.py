@@ -52,7 +52,7 @@ def tiny_stories(n, seed=0):
 
 
 def write_byte_dataset(data_dir, train_stories, val_stories):
-    """A prepared dataset (DESIGN.md's data_dir) with the byte-level tokenizer: what prepare.py
+    """A prepared dataset (docs/contracts.md's data_dir) with the byte-level tokenizer: what prepare.py
     would write for a vocabulary with no merges."""
     import json
     import numpy as np
