@@ -46,7 +46,7 @@ from progress import progress
 source = 'tinystories'      # a name in hub.DATASETS (tinystories, tinystories-v2-20mb ...) | a path
 val_source = ''             # a file or directory used as the val split (default: hold out)
 val_fraction = 0.005        # held-out share of stories when there is no val_source
-data_dir = 'data/ts'           # what train.py reads by default
+data_dir = 'data/ts'        # what train.py reads by default
 cache_dir = 'data/hub'      # downloads land here; a second run reuses them
 hub_url = ''                # the dataset's files (default: $HF_ENDPOINT's roneneldan/TinyStories)
 tokenizer = 'bpe'           # bpe (ours, trained here) | gpt2 (tiktoken's, needs internet once)
