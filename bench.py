@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from model import measure_peak_flops, spec_peak_flops
+from hardware import measure_peak_flops, spec_peak_flops
 
 # -----------------------------------------------------------------------------
 only = []            # case-name prefixes to run (empty: all)

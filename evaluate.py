@@ -16,7 +16,7 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
-from model import measure_peak_flops
+from hardware import measure_peak_flops
 from progress import progress
 
 

@@ -22,7 +22,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+from hardware import pick_device
+from optim import Muon, Optimizers
 
 
 @dataclass
@@ -502,70 +506,6 @@ class GPT(nn.Module):
         return Optimizers(muon, adamw)
 
 
-def orthogonalize(G, steps=5):
-    """Approximately U V^T for G = U S V^T: every direction of the update gets the same size.
-    A Newton-Schulz iteration, with a quintic tuned to push singular values near 1 fast
-    (Jordan et al. 2024, "Muon"); a few matmuls, no SVD."""
-    a, b, c = 3.4445, -4.7750, 2.0315
-    X = G / (G.norm() + 1e-7)  # singular values now at most 1
-    tall = X.size(0) > X.size(1)
-    if tall:  # iterate on the smaller Gram matrix
-        X = X.T
-    for _ in range(steps):
-        A = X @ X.T
-        X = a * X + (b * A + c * A @ A) @ X
-    return X.T if tall else X
-
-
-class Muon(torch.optim.Optimizer):
-    """Nesterov momentum whose update is orthogonalized: for the hidden layers' matrices. At
-    small scale it learns more per step than AdamW (the nanoGPT speedruns' finding)."""
-
-    def __init__(self, params, lr=0.02, momentum=0.95, weight_decay=0.0):
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
-
-    @torch.no_grad()
-    def step(self):
-        for group in self.param_groups:
-            for p in group['params']:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if 'momentum_buffer' not in state:
-                    state['momentum_buffer'] = torch.zeros_like(p)
-                buf = state['momentum_buffer'].mul_(group['momentum']).add_(p.grad)
-                update = orthogonalize(p.grad.add(buf, alpha=group['momentum']))
-                update *= max(1.0, p.size(0) / p.size(1)) ** 0.5  # tall matrices: same RMS step
-                p.mul_(1 - group['lr'] * group['weight_decay'])
-                p.add_(update.to(p.dtype), alpha=-group['lr'])
-
-
-class Optimizers:
-    """Several optimizers stepped as one (Muon for the hidden matrices, AdamW for the rest)."""
-
-    def __init__(self, *optimizers):
-        self.optimizers = optimizers
-
-    @property
-    def param_groups(self):
-        return [g for o in self.optimizers for g in o.param_groups]
-
-    def step(self):
-        for o in self.optimizers:
-            o.step()
-
-    def zero_grad(self, set_to_none=True):
-        for o in self.optimizers:
-            o.zero_grad(set_to_none=set_to_none)
-
-    def state_dict(self):
-        return {'optimizers': [o.state_dict() for o in self.optimizers]}
-
-    def load_state_dict(self, state):
-        for o, s in zip(self.optimizers, state['optimizers']):
-            o.load_state_dict(s)
-
-
 def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
     """One token per row from logits (B, vocab): temperature 0 is greedy; top_k keeps the k most
     likely tokens; top_p keeps the smallest set whose probability reaches p (nucleus)."""
@@ -588,68 +528,6 @@ def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None)
     cdf = logits.softmax(dim=-1).cumsum(dim=-1)
     u = torch.rand(cdf.size(0), 1, device=cdf.device, generator=generator) * cdf[:, -1:]
     return torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.size(-1) - 1).squeeze(-1)
-
-
-def measure_peak_flops(dtype=torch.float32, device='cpu', n=1024, seconds=0.5):
-    """FLOP/s of a large square matmul on this machine: the roof MFU is reported against.
-    (CPUs differ a lot here, and some have no fast bf16 at all, so it is measured, never assumed.)"""
-    import time
-    a = torch.randn(n, n, dtype=dtype, device=device)
-    b = torch.randn(n, n, dtype=dtype, device=device)
-    sync = torch.cuda.synchronize if str(device).startswith('cuda') else (lambda: None)
-    best = 0.0
-    for _ in range(4):  # the best of a few windows: the first runs pay for warming up threads
-        calls, start = 0, time.perf_counter()
-        while calls < 2 or time.perf_counter() - start < seconds / 4:
-            a @ b
-            calls += 1
-        sync()
-        best = max(best, 2 * n ** 3 * calls / (time.perf_counter() - start))
-    return best
-
-
-def pick_device(name='auto'):
-    """A validated torch device name. 'auto': the GPU if there is one, else the CPU. Every stage
-    that picks a device goes through here, so `--device=cuda` on a machine without a GPU, or a
-    typo, is the same one-line error everywhere."""
-    if name == 'auto':
-        return 'cuda' if torch.cuda.is_available() else 'cpu'
-    kind, _, index = name.partition(':')
-    if kind not in ('cpu', 'cuda', 'mps') or (index and not index.isdigit()) or (index and kind != 'cuda'):
-        raise SystemExit(f"error: device={name!r}: use auto, cpu, cuda, cuda:N or mps")
-    if kind == 'cuda' and not torch.cuda.is_available():
-        raise SystemExit(f"error: device={name!r} but torch sees no CUDA GPU here: use --device=cpu (or auto)")
-    if kind == 'cuda' and index and int(index) >= torch.cuda.device_count():
-        raise SystemExit(f"error: device={name!r} but this machine has {torch.cuda.device_count()} GPU(s)")
-    if kind == 'mps' and not torch.backends.mps.is_available():
-        raise SystemExit(f"error: device={name!r} but MPS is not available here")
-    return name
-
-
-# Spec-sheet dense peaks in TFLOP/s (bf16, fp16 on the tensor cores, fp32 without them), by a
-# piece of torch.cuda.get_device_name: what MFU is quoted against beside the measured peak.
-# More specific names first ('a100' before 'a10', 'l40s' before 'l4'). None: no such unit.
-GPU_SPECS = [
-    ('h100 pcie', 756, 756, 51), ('h100 nvl', 835, 835, 60), ('h100', 989, 989, 67),  # SXM
-    ('gh200', 989, 989, 67), ('h200', 989, 989, 67), ('b200', 2250, 2250, 80),
-    ('a100', 312, 312, 19.5), ('v100', None, 125, 15.7), ('t4', None, 65, 8.1),
-    ('l40s', 362, 362, 91.6), ('l4', 121, 121, 30.3), ('a10', 125, 125, 31.2),
-    ('rtx 4090', 165, 165, 82.6), ('rtx 3090', 71, 71, 35.6),  # GeForce: fp32 accumulation
-]
-
-
-def spec_peak_flops(device, dtype=torch.bfloat16, name=None):
-    """The spec sheet's dense peak FLOP/s of `device` (a CUDA GPU, known by its name) for
-    `dtype`, or None (a CPU, an unknown GPU, or a dtype the GPU has no fast path for)."""
-    if name is None:
-        if torch.device(device).type != 'cuda':
-            return None
-        name = torch.cuda.get_device_name(device)
-    column = {torch.bfloat16: 0, torch.float16: 1, torch.float32: 2}[dtype]
-    for key, *tflops in GPU_SPECS:
-        if key in name.lower():
-            return tflops[column] * 1e12 if tflops[column] else None
-    return None
 
 
 def load_checkpoint(path, device='cpu'):

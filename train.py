@@ -31,7 +31,8 @@ from dataset import open_dataset
 from dirlock import lock_dir
 from evaluate import mean_loss, pick_autocast, plot_log, score_model, whole_split_loss
 from jsonl import append_jsonl, read_jsonl
-from model import GPT, GPTConfig, load_checkpoint, load_run, measure_peak_flops, pick_device
+from hardware import measure_peak_flops, pick_device, spec_peak_flops
+from model import GPT, GPTConfig, load_checkpoint, load_run
 from progress import progress as progress_bar
 
 # -----------------------------------------------------------------------------
@@ -325,7 +326,6 @@ flops_per_iter = raw_model.flops_per_token() * tokens_per_iter
 peak_flops = measure_peak_flops(ptdtype, device, n=2048 if device_type == 'cuda' else 1024, seconds=0.3)
 spec_flops = None
 if device_type == 'cuda':
-    from model import spec_peak_flops
     spec_flops = spec_peak_flops(device)  # the spec sheet's dense bf16 figure (None: unknown GPU)
 budget_s = max_minutes * 60
 say(f"model: {raw_model.num_params() / 1e6:.2f}M parameters ({raw_model.num_params(embeddings=False) / 1e6:.2f}M "

@@ -4,9 +4,9 @@ zero-padded small heads against SDPA with an explicit mask, the loss implementat
 each other, and the spec-sheet peaks."""
 import pytest
 import torch
-import torch.nn.functional as F
 
-from model import GPT, GPTConfig, spec_peak_flops
+from hardware import spec_peak_flops
+from model import GPT, GPTConfig
 
 
 def tiny(window=0, block_size=32, **kw):

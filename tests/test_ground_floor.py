@@ -12,7 +12,7 @@ from dataset import open_dataset
 from dirlock import lock_dir
 from helpers import tiny_stories, write_byte_dataset
 from jsonl import append_jsonl, read_jsonl
-from model import pick_device
+from hardware import pick_device
 from prompts import read_prompts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
