@@ -5,7 +5,7 @@ Train a TinyStories GPT on the token bins that prepare.py wrote.
     python train.py --out_dir=out/run --init_from=resume                # continue exactly
     python train.py --out_dir=out/run --eval_only                       # whole-val-split bits/byte
     python train.py --out_dir=hf:roneneldan/TinyStories-33M --eval_only --data_dir=data/ts  # any model
-    python train.py config/instruct_33m.py --init_from=hf:roneneldan/TinyStories-33M --data_dir=...  # fine-tune
+    python train.py --init_from=hf:roneneldan/TinyStories-33M --data_dir=data/ts_gpt2 --out_dir=out/ft  # fine-tune
     torchrun --standalone --nproc_per_node=2 train.py config/ts_33m.py  # DDP
 
 Batches are a pure function of (seed, iteration, process, micro-step), so a resumed run sees the
