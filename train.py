@@ -114,6 +114,9 @@ for key, (ok, what) in RULES.items():
 for key, allowed in CHOICES.items():
     if globals()[key] not in allowed:
         fail(f"--{key}={globals()[key]!r}: use one of {', '.join(map(repr, allowed))}")
+if init_from not in ('scratch', 'resume') and not (init_from.startswith('hf:') or os.path.isdir(init_from)):
+    fail(f"--init_from={init_from!r}: use 'scratch', 'resume', or a model to fine-tune (hf:OWNER/NAME, "
+         f"a Hugging Face model folder, or a run's out_dir)")
 if n_embd % n_head:
     fail(f"n_embd={n_embd} is not divisible by n_head={n_head}: pick an n_head that divides it")
 if muon_lr and dtype == 'float16':

@@ -298,7 +298,17 @@ def test_kill_9_mid_run_then_an_immediate_rerun_succeeds(tmp_path):
     p.send_signal(signal.SIGKILL)
     p.wait()
     assert any(alive(w) for w in workers) or not workers   # (workers busy with their blocks)
-    dirlock.lock_dir(str(out), 'test')       # free at once, while those workers still run
+    # a worker closes its copy of the lock first thing after fork(); under load a worker may
+    # exist a moment before it has run at all, so wait (briefly) for each to get that far
+    lock = os.path.realpath(out / '.lock')
+    def holds(w):
+        try:
+            return any(os.path.realpath(f'/proc/{w}/fd/{fd}') == lock for fd in os.listdir(f'/proc/{w}/fd'))
+        except OSError:  # the worker has ended
+            return False
+    while time.time() < deadline and any(holds(w) for w in workers):
+        time.sleep(0.01)
+    dirlock.lock_dir(str(out), 'test')       # free, while those workers still run
     dirlock.unlock_dir(str(out))
     assert not (out / 'meta.json').exists()  # killed mid-run
     run(*args[2:])                            # and an immediate re-run completes
