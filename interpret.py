@@ -47,7 +47,7 @@ semantic_threshold = 0.3   # its top 3 tokens get this much more than their shar
 sink_threshold = 0.5       # this much attention on the first token: first-token head
 batch_size = 16
 seed = 1337
-device = 'cpu'
+device = 'auto'            # auto (cuda if there is one, else cpu), cpu, cuda, cuda:1, mps
 # -----------------------------------------------------------------------------
 
 DEFAULT_STORY = (
@@ -299,15 +299,25 @@ def neuron_section(layer, acts, order, selectivity, positions, seqs, starts, tok
 
 
 def load_story(spec):
+    """The story text: --story itself, or FILE:x.txt (the whole file, one story)."""
+    from prompts import read_prompts
     if not spec:
         return DEFAULT_STORY
-    if spec.startswith('FILE:'):
-        try:
-            with open(spec[5:], encoding='utf-8') as f:
-                return f.read()
-        except (OSError, UnicodeDecodeError) as e:
-            raise SystemExit(f"error: cannot read --story file {spec[5:]!r}: {e}")
-    return spec
+    stories = read_prompts(spec, 'story')
+    if len(stories) != 1:
+        raise SystemExit(f"error: --story={spec}: holds {len(stories)} prompts; give one story "
+                         f"(a .txt file is read whole)")
+    return stories[0]
+
+
+def check_keys():
+    """Every numeric key in range before any work: a one-line error naming the bad value."""
+    for key, low in (('num_stories', 1), ('neurons', 1), ('top', 1), ('context', 0), ('batch_size', 1)):
+        if globals()[key] < low:
+            raise SystemExit(f"error: --{key}={globals()[key]} must be at least {low}")
+    for key in ('distance_threshold', 'semantic_threshold', 'sink_threshold'):
+        if not 0 < globals()[key] <= 1:  # also nan
+            raise SystemExit(f"error: --{key}={globals()[key]} must be in (0, 1]")
 
 
 def sample_sequences(data_dir, eot, block_size, n, rng):
@@ -324,22 +334,25 @@ def sample_sequences(data_dir, eot, block_size, n, rng):
 def main():
     from configurator import configure
     configure(globals())
+    check_keys()
+    from dirlock import lock_dir
     from model import load_run
     torch.manual_seed(seed)
+    text = load_story(story)  # a bad --story is an error before the model loads
     model, enc, ckpt = load_run(out_dir, device)
     cfg = model.config
     eot = ckpt['tokenizer']['eot_token']
     layer_ids = list(range(cfg.n_layer)) if -1 in layers else sorted(set(layers))
     if any(not 0 <= l < cfg.n_layer for l in layer_ids):
         raise SystemExit(f"error: --layers={','.join(map(str, layers))}: the model has layers 0..{cfg.n_layer - 1}")
-    report_dir = os.path.join(out_dir, 'interpret')
-    os.makedirs(report_dir, exist_ok=True)
+    # our own report folder, locked (not the run: a run can be looked into while it trains)
+    report_dir = os.path.join(ckpt.get('report_dir', out_dir), 'interpret')
+    lock_dir(report_dir, 'interpret')
 
     def token_text(t):
         return '<EOT>' if t == eot else enc.decode_single_token_bytes(t).decode('utf-8', errors='replace')
 
     # 1. attention heads on the story
-    text = load_story(story)
     ids = [eot] + enc.encode_ordinary(text)
     if len(ids) > cfg.block_size:
         print(f"interpret: the story has {len(ids)} tokens; using the first {cfg.block_size} (the context)")

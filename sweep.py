@@ -53,6 +53,7 @@ yes = False                # skip grade.py's confirmation before paying
 instruct_holdout = ''      # e.g. 'Summary,Words': no training prompt holds that combination
 instruct_stories = 20000   # offline generator records to train on (made in sweep_dir/records)
 instruct_eval_items = 100  # fresh records (another seed) whose prompts test each run
+instruct_vocab_size = 2048 # the study's own BPE, trained on its records
 instruct_max_new_tokens = 200
 # the report
 report_only = False        # rebuild report.md from results.jsonl, train nothing
@@ -251,15 +252,20 @@ def make_record(name, run_dir, ckpt, final, settings):
 
 def prepare_instruct_data():
     """The Instruct study's data: offline generator records with every instruction field, then
-    prepare.py --format=instruct holding one combination out of training. Each step is itself
-    resumable and skipped when done, so this costs nothing on a re-run."""
+    prepare.py --format=instruct holding one combination out of training; and fresh records
+    (another seed) for the evaluation prompts. Each step is resumable and skipped when done."""
+    from instruct_eval import conditions
+    conditions(instruct_holdout)  # a bad holdout: an error before anything runs
     records, data = os.path.join(sweep_dir, 'records'), os.path.join(sweep_dir, 'data')
     log = os.path.join(sweep_dir, 'instruct_data.txt')
     run_stage('generate_data.py', ['--backend=offline', '--instruct', f'--stories_dir={records}',
                                    f'--num_stories={instruct_stories}'], log, 'generate_data.py')
+    run_stage('generate_data.py', ['--backend=offline', '--instruct', f'--seed={seed + 1}',
+                                   f'--stories_dir={os.path.join(sweep_dir, "eval_records")}',
+                                   f'--num_stories={instruct_eval_items}'], log, 'generate_data.py')
     run_stage('prepare.py', [f'--source={records}', f'--data_dir={data}', '--format=instruct',
-                             f'--instruct_holdout={instruct_holdout}', '--vocab_size=2048'],
-              log, 'prepare.py')
+                             f'--instruct_holdout={instruct_holdout}',
+                             f'--vocab_size={instruct_vocab_size}'], log, 'prepare.py')
     return data
 
 
@@ -280,8 +286,12 @@ def evaluate(name, run_dir, record):
         record.update(gpt_eval_scores(run_dir))
     if instruct_holdout:
         from instruct_eval import instruct_scores
-        record.update(instruct_scores(run_dir, sweep_dir, instruct_holdout, instruct_eval_items,
-                                      instruct_max_new_tokens, device, seed, out))
+        scores = instruct_scores(run_dir, os.path.join(sweep_dir, 'eval_records'), instruct_holdout,
+                                 instruct_eval_items, instruct_max_new_tokens, device, seed)
+        record['instruct_holdout'] = instruct_holdout
+        record['instruct_prompts'] = instruct_eval_items
+        for cond, s in scores['instruct'].items():  # flat: instruct_<condition>_<score>
+            record.update({f"instruct_{cond}_{k}": s[k] for k in ('words', 'summary_nouns')})
     return record
 
 
