@@ -151,3 +151,20 @@ def test_token_budget_becomes_steps(tmp_path, data):
     assert r.returncode == 0, r.stderr[-2000:]
     (rec,) = read_jsonl(os.path.join(sweep_dir, 'results.jsonl'))
     assert rec['iters'] == 4 and rec['tokens'] == 4 * 4 * 32  # ceil(500 / 128) steps
+
+
+def test_instruct_conditions_and_scores():
+    from instruct_eval import conditions, field_line, score, summary_nouns
+    conds = conditions('Summary,Words')
+    assert conds == {'none': ([], False), 'Summary': (['Summary'], False), 'Words': (['Words'], False),
+                     'Summary+Words': (['Summary', 'Words'], True)}
+    for bad in ('Summary', 'Summary,Colour', ''):
+        with pytest.raises(SystemExit, match='error: --instruct_holdout'):
+            conditions(bad)
+    rec = {'summary': 'A little dog named  Max finds a shiny ball in the park, but it rains.',
+           'instruction': {'words': ['jump', 'ball', 'happy'], 'features': ['Dialogue']}}
+    assert field_line('Words', rec) == 'Words: jump, ball, happy'
+    assert field_line('Summary', rec).startswith('Summary: A little dog named Max finds')
+    assert summary_nouns(rec['summary']) == ['ball', 'dog', 'park']
+    story = 'Max jumped over the ball. The dog was happy.'
+    assert score(rec, story) == (3, 3, 2, 3)  # jump (as jumped), ball, happy; ball and dog, not park
