@@ -49,6 +49,8 @@ base_url = ''
 api_key_env = 'OPENAI_API_KEY'
 max_cost_usd = 0.0         # per run; 0: no limit
 yes = False                # skip grade.py's confirmation before paying
+grader_prompts = ''        # GPT-Eval's story beginnings ('' = grade.py's eval/prompts.jsonl)
+grader_max_new_tokens = 300
 # Instruct generalisation (the paper's Figure 13): set instruct_holdout to run it
 instruct_holdout = ''      # e.g. 'Summary,Words': no training prompt holds that combination
 instruct_stories = 20000   # offline generator records to train on (made in sweep_dir/records)
@@ -280,8 +282,10 @@ def evaluate(name, run_dir, record):
     if gpt_eval:
         if not os.path.isfile(os.path.join(run_dir, 'grade', 'summary.json')):
             keys = [f'--grader_model={grader_model}', f'--api_key_env={api_key_env}',
-                    f'--max_cost_usd={max_cost_usd}'] + ([f'--base_url={base_url}'] if base_url else []) \
-                + (['--yes'] if yes else [])
+                    f'--max_cost_usd={max_cost_usd}', f'--max_new_tokens={grader_max_new_tokens}']
+            keys += [f'--base_url={base_url}'] if base_url else []
+            keys += [f'--prompts_file={grader_prompts}'] if grader_prompts else []
+            keys += ['--yes'] if yes else []
             run_stage('grade.py', common + keys, out, f"GPT-Eval of {name}")
         record.update(gpt_eval_scores(run_dir))
     if instruct_holdout:

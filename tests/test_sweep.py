@@ -168,3 +168,31 @@ def test_instruct_conditions_and_scores():
     assert summary_nouns(rec['summary']) == ['ball', 'dog', 'park']
     story = 'Max jumped over the ball. The dog was happy.'
     assert score(rec, story) == (3, 3, 2, 3)  # jump (as jumped), ball, happy; ball and dog, not park
+
+
+def test_gpt_eval_scores_reach_results_and_report(tmp_path, data):
+    """With a grader configured (a stand-in server on 127.0.0.1), each run is graded once and
+    its mean scores land at the top level of its record and in the report's table."""
+    from tests.fake_openai import FakeOpenAI
+    prompts = tmp_path / 'prompts.jsonl'
+    prompts.write_text(''.join(json.dumps({'id': f'p{i}', 'prompt': p}) + '\n'
+                               for i, p in enumerate(['Tom had a red', 'Mia saw a big'])))
+
+    def respond(body):
+        if len(body['messages']) == 1:
+            return 'A short assessment.'
+        return '{"grammar": 7, "creativity": 5, "consistency": 6, "plot": 4, "age_group": "B"}'
+    sweep_dir = str(tmp_path / 'graded')
+    args = [a for a in sweep_cmd(data, sweep_dir) if not a.startswith(('--widths', '--depths', '--max_iters'))]
+    with FakeOpenAI(respond=respond) as server:
+        r = subprocess.run(args + ['--widths=16', '--depths=1', '--max_iters=3', '--probes=False',
+                                   '--gpt_eval', f'--base_url={server.base_url}', '--api_key_env=SWEEP_TEST_KEY',
+                                   f'--grader_prompts={prompts}', '--grader_max_new_tokens=8', '--yes'],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120,
+                           env=dict(os.environ, SWEEP_TEST_KEY='sk-test'))
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert len(server.answered) == 4  # 2 completions x 2 turns
+    (rec,) = read_jsonl(os.path.join(sweep_dir, 'results.jsonl'))
+    assert (rec['grammar'], rec['creativity'], rec['consistency'], rec['plot'], rec['graded']) == (7, 5, 6, 4, 2)
+    report = open(os.path.join(sweep_dir, 'report.md')).read()
+    assert '| w16_d1_h2 | 7.00 | 5.00 | 6.00 | 4.00 | 2 |' in report
