@@ -43,6 +43,7 @@ max_minutes = 0.0          # wall-clock minutes per run
 max_tokens = 0             # training tokens per run: max_iters = tokens / (batch x block x accum)
 # evaluation
 probes = True              # grade.py --probes on each run
+probes_file = ''           # the probe items ('' = grade.py's eval/probes.jsonl)
 gpt_eval = False           # GPT-Eval on each run (needs a grader: a key, or base_url)
 grader_model = 'gpt-4.1'
 base_url = ''
@@ -277,7 +278,8 @@ def evaluate(name, run_dir, record):
     common = [f'--out_dir={run_dir}', f'--device={device}']
     if probes:
         if not os.path.isfile(os.path.join(run_dir, 'grade', 'probes.json')):
-            run_stage('grade.py', common + ['--probes'], out, f"grade.py --probes on {name}")
+            run_stage('grade.py', common + ['--probes'] + ([f'--probes_file={probes_file}'] if probes_file else []),
+                      out, f"grade.py --probes on {name}")
         record.update(probe_scores(run_dir))
     if gpt_eval:
         if not os.path.isfile(os.path.join(run_dir, 'grade', 'summary.json')):
