@@ -239,6 +239,8 @@ def gpt_eval_scores(run_dir):
 
 def make_record(name, run_dir, ckpt, final, settings):
     import torch
+    from jsonl import read_jsonl
+    curve = [r for r in read_jsonl(os.path.join(run_dir, 'log.jsonl')) if 'val_loss' in r]
     from model import GPT, GPTConfig
     with torch.device('meta'):  # counts without memory, however large the model
         model = GPT(GPTConfig(**ckpt['model_args']))
@@ -250,7 +252,10 @@ def make_record(name, run_dir, ckpt, final, settings):
             'tokens': tokens, 'flops_per_token': model.flops_per_token(),
             'flops': model.flops_per_token() * tokens,
             'wall_s': round(ckpt['plan']['elapsed_s'], 1),
-            'val_bpb': final['val_bpb'], 'val_loss': final['val_loss']}
+            'val_bpb': final['val_bpb'], 'val_loss': final['val_loss'],
+            # the learning curve, [tokens, val loss] (estimates on eval_iters batches, then the
+            # whole-val final): the report's loss-vs-FLOPs figure draws every run's curve
+            'val_curve': [[r['iter'] * tokens_per_step, r['val_loss']] for r in curve]}
 
 
 def prepare_instruct_data():

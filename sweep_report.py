@@ -176,13 +176,22 @@ def probe_figure(results, cats, key, other, axis):
 
 
 # ----------------------------------------------------------------------------- (c) FLOPs
+def curve(r):
+    """A run's [(training FLOPs, eval loss)] along its training (its final point if no curve)."""
+    points = r.get('val_curve') or [[r['tokens'], r['val_loss']]]
+    return [(tokens * r['flops_per_token'], loss) for tokens, loss in points if tokens > 0]
+
+
 def frontier(results):
-    """The runs no cheaper run beats: the lowest loss at or below each run's FLOPs."""
+    """The best run at each FLOPs budget: over every point of every run's curve, the lowest
+    loss reached within that budget. Returns [(flops, loss, run)] where the best run changes or
+    improves (the lower envelope)."""
+    points = sorted((f, l, r['run']) for r in results for f, l in curve(r))
     best, out = math.inf, []
-    for r in sorted(results, key=lambda r: (r['flops'], r['val_loss'])):
-        if r['val_loss'] < best:
-            best = r['val_loss']
-            out.append(r)
+    for f, l, name in points:
+        if l < best:
+            best = l
+            out.append((f, l, name))
     return out
 
 
@@ -190,30 +199,40 @@ def flops_section(results, sweep_dir):
     if len(results) < 3:
         return []
     front = frontier(results)
+    by_name = {r['run']: r for r in results}
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4.5), layout='constrained')
-    for d in _values(results, 'n_layer'):
-        rs = [r for r in results if r['n_layer'] == d]
-        ax.scatter([r['flops'] for r in rs], [r['val_loss'] for r in rs], label=f"{d} layers", s=30)
-    ax.plot([r['flops'] for r in front], [r['val_loss'] for r in front], 'k--', lw=1, label='frontier')
-    for r in front:
-        ax.annotate(r['run'], (r['flops'], r['val_loss']), fontsize=7, xytext=(4, 4), textcoords='offset points')
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), layout='constrained')
+    for r in results:
+        c = curve(r)
+        ax.plot([f for f, _ in c], [l for _, l in c], '-', lw=1, alpha=0.8,
+                label=f"{r['run']} ({r['params_no_emb'] / 1e3:.0f}K)")
+    ax.step([f for f, _, _ in front], [l for _, l, _ in front], 'k--', where='post', lw=1.5, label='frontier')
     ax.set_xscale('log')
     ax.set(xlabel='training FLOPs', ylabel='eval loss (nats/token)',
            title='loss vs training compute; tests: the best model per FLOPs follows a frontier')
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    # does the frontier move to bigger models as compute grows (the paper's scaling picture)?
-    grows = all(b['params_no_emb'] >= a['params_no_emb'] for a, b in zip(front, front[1:]))
+    ax.legend(fontsize=6, ncol=2)
+    # the budgets: what each run spent in all; at each, the run with the lowest loss within it
+    budgets = sorted(f for r in results for f, _ in curve(r)[-1:])
+    points = [(f, l, r['run']) for r in results for f, l in curve(r)]
+    best = [min((p for p in points if p[0] <= b), key=lambda p: p[1]) for b in budgets]
+    order = []
+    for _, _, name in best:
+        if not order or order[-1] != name:
+            order.append(name)
+    grows = all(by_name[b]['params_no_emb'] >= by_name[a]['params_no_emb'] for a, b in zip(order, order[1:]))
     out = ["## (c) Loss against training FLOPs",
            "Paper: the best model per training-FLOPs budget lies on a frontier, bigger models "
-           "becoming the best choice as compute grows. FLOPs = training FLOPs per token "
-           "(model.flops_per_token) x tokens trained.", '',
-           '| frontier run | FLOPs | params (no emb.) | eval loss |', '|---|---|---|---|']
-    out += [f"| {r['run']} | {r['flops']:.2e} | {r['params_no_emb']:,} | {r['val_loss']:.3f} |" for r in front]
-    out += ['', f"- {len(front)} of {len(results)} runs are on the frontier; along it the best model "
-                f"grows with compute: **{_yes(grows)}**. Every run here trained the same number of "
-                f"steps, so FLOPs differ by model size only (the paper's figure also varies steps).", '',
+           "becoming the best choice as compute grows. Each run's learning curve against training "
+           "FLOPs (model.flops_per_token x tokens so far; points: the val estimates every "
+           "eval_interval, then the whole-val final loss); the dashed line is the lowest loss any "
+           "run reached within each budget.", '',
+           '| budget (FLOPs) | best run within it | params (no emb.) | its loss |', '|---|---|---|---|']
+    out += [f"| {b:.2e} | {name} | {by_name[name]['params_no_emb']:,} | {l:.3f} |"
+            for b, (_, l, name) in zip(budgets, best)]
+    out += ['', f"- The best model grows with the budget (never a smaller one after a larger): "
+                f"**{_yes(grows)}** ({' -> '.join(order)}). The budgets are the runs' own totals; a "
+                f"smaller model can be best at a budget where it trained longer than a larger one.", '',
             _save(fig, sweep_dir, 'loss_vs_flops.png'), '']
     return out
 
