@@ -168,6 +168,7 @@ def probe_figure(results, cats, key, other, axis):
         ax.axhline(results[0][c + '_chance'], color='grey', ls=':', label='chance')
         if key == 'n_embd':
             ax.set_xscale('log', base=2)
+        ax.set_xticks(_values(results, key), [str(v) for v in _values(results, key)])
         ax.set(title=c, xlabel='hidden size' if key == 'n_embd' else 'layers', ylabel='accuracy')
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
@@ -259,6 +260,7 @@ def heads_section(results, sweep_dir):
                    f"changes the loss by {-first_step:+.3f}; beyond that the losses span {later:.3f}. "
                    f"Heads matter little past a few: **{_yes(later <= max(abs(first_step), 0.02))}**.")
     ax.set_xscale('log', base=2)
+    ax.set_xticks(_values(results, 'n_head'), [str(v) for v in _values(results, 'n_head')])
     ax.set(xlabel='heads', ylabel='eval loss (nats/token)', title='tests: heads matter little past a few')
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
