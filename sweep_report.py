@@ -302,15 +302,15 @@ def instruct_section(results):
         for c in conds:
             out.append(f"| {r['run']} | {c} | {_yes('+' in c)} | {r['instruct_prompts']} | "
                        f"{pct(r.get(f'instruct_{c}_words'))} | {pct(r.get(f'instruct_{c}_summary_nouns'))} |")
-        combo = [c for c in conds if '+' in c]
-        if combo and 'none' in conds:
-            c = combo[0]
+    out.append('')
+    for r in rows:
+        for c in [c for c in conds if '+' in c and 'none' in conds]:
             w, n = r.get(f'instruct_{c}_words'), r.get(f'instruct_{c}_summary_nouns')
             w0, n0 = r.get('instruct_none_words'), r.get('instruct_none_summary_nouns')
-            follows = w is not None and n is not None and w > w0 and n > n0
-            out.append(f"\n- {r['run']} follows the unseen combination {c} above the no-instruction "
+            follows = None not in (w, n, w0, n0) and w > w0 and n > n0
+            out.append(f"- {r['run']} follows the unseen combination {c} above the no-instruction "
                        f"baseline on both scores: **{_yes(follows)}** (words {pct(w)} vs {pct(w0)}, "
-                       f"summary nouns {pct(n)} vs {pct(n0)}).\n")
+                       f"summary nouns {pct(n)} vs {pct(n0)}).")
     return out + ['']
 
 
