@@ -309,7 +309,7 @@ def evaluate(name, run_dir, record):
 def main():
     from dirlock import lock_dir
     from jsonl import append_jsonl, read_jsonl
-    from progress import progress
+    from progress import progress as progress_bar  # (progress itself is a train.py key)
     from sweep_report import write_report
     runs = plan_runs()  # bad keys and shapes: errors before anything is touched
     budget = run_budget()
@@ -333,7 +333,7 @@ def main():
     print(f"sweep: {len(runs)} runs in {sweep_dir} ({len(runs) - len(todo)} done); budget per run: "
           + (f"{budget['max_iters']:,} steps" if budget['max_iters'] < 10 ** 9 else '')
           + (f" {budget['max_minutes']} min" if budget['max_minutes'] else ''))
-    bar = progress(total=len(runs), initial=len(runs) - len(todo), desc='sweep', unit='run')
+    bar = progress_bar(total=len(runs), initial=len(runs) - len(todo), desc='sweep', unit='run')
     for name, w, d, h in todo:
         run_dir = os.path.join(sweep_dir, name)
         os.makedirs(run_dir, exist_ok=True)
