@@ -252,6 +252,7 @@ def heads_section(results, sweep_dir):
     for w, d in shapes:
         rs = sorted((r for r in results if (r['n_embd'], r['n_layer']) == (w, d)), key=lambda r: r['n_head'])
         out += [f"| {w} | {d} | {r['n_head']} | {r['val_loss']:.3f} | {r['val_bpb']:.3f} |" for r in rs]
+        out.append('')
         ax.plot([r['n_head'] for r in rs], [r['val_loss'] for r in rs], 'o-', label=f"hidden {w}, {d} layers")
         losses = [r['val_loss'] for r in rs]
         first_step = losses[0] - losses[1]
