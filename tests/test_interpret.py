@@ -217,8 +217,83 @@ def test_report_renders_in_chromium(report, tmp_path):
 def test_bad_input_is_one_line_error(tmp_path):
     out = str(tmp_path / 'run')
     write_tiny_checkpoint(out, n_layer=2)
+    bad = tmp_path / 'latin1.txt'
+    bad.write_bytes('Lily went to the caf\xe9.'.encode('latin-1'))
     for arg, msg in (('--layers=0,5', 'error: --layers=0,5'),
-                     (f'--story=FILE:{tmp_path}/missing.txt', 'error: cannot read --story file')):
+                     (f'--story=FILE:{tmp_path}/missing.txt', 'error: --story: cannot read'),
+                     (f'--story=FILE:{bad}', 'is not UTF-8 text'),
+                     ('--num_stories=0', 'error: --num_stories=0 must be at least 1'),
+                     ('--batch_size=0', 'error: --batch_size=0'),
+                     ('--distance_threshold=nan', 'error: --distance_threshold=nan'),
+                     ('--device=foo', 'error:')):
         r = subprocess.run([sys.executable, os.path.join(ROOT, 'interpret.py'), f'--out_dir={out}', arg],
                            capture_output=True, text=True, cwd=ROOT, timeout=120)
-        assert r.returncode != 0 and msg in r.stderr and 'Traceback' not in r.stderr, r.stderr
+        err = r.stderr.strip()
+        assert r.returncode != 0 and msg in err and 'Traceback' not in err and '\n' not in err, (arg, err)
+
+
+def test_report_folder_is_locked(tmp_path):
+    """interpret locks its own report folder: a second interpret of the same run is refused."""
+    from dirlock import lock_dir, unlock_dir
+    out = str(tmp_path / 'run')
+    write_tiny_checkpoint(out, n_layer=1)
+    holder = subprocess.Popen([sys.executable, '-c', 'import sys, time; sys.path.insert(0, sys.argv[1]); '
+                               'from dirlock import lock_dir; lock_dir(sys.argv[2]); print("held", flush=True); '
+                               'time.sleep(60)', ROOT, os.path.join(out, 'interpret')],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == 'held'
+        r = subprocess.run([sys.executable, os.path.join(ROOT, 'interpret.py'), f'--out_dir={out}'],
+                           capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert r.returncode != 0 and 'in use by another interpret' in r.stderr, r.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def plant_previous_token_head(model, head=0, angle=2 * np.pi / 80, scale=800.0):
+    """Make `head` of layer 0 attend to the previous token, whatever the tokens are: positions get
+    a rotating code on embedding dimensions 0-3 (cos, sin, -cos, -sin: it dominates LayerNorm),
+    queries read it rotated back by one position, keys read it as is, so q_t . k_s peaks at s = t-1."""
+    d, hd = model.config.n_embd, model.config.n_embd // model.config.n_head
+    T = model.config.block_size
+    pos = torch.arange(T, dtype=torch.float32) * angle
+    with torch.no_grad():
+        model.wte.weight[:, :4] = 0
+        model.wpe.weight[:, :4] = 10 * torch.stack([pos.cos(), pos.sin(), -pos.cos(), -pos.sin()], 1)
+        W, b = model.h[0].attn.c_attn.weight, model.h[0].attn.c_attn.bias
+        q, k = slice(head * hd, head * hd + 2), slice(d + head * hd, d + head * hd + 2)
+        W[head * hd:(head + 1) * hd] = 0
+        W[d + head * hd:d + (head + 1) * hd] = 0
+        b[head * hd:(head + 1) * hd] = 0
+        b[d + head * hd:d + (head + 1) * hd] = 0
+        c, s = np.cos(angle), np.sin(angle)
+        W[q, :2] = scale * torch.tensor([[c, s], [-s, c]])  # rotate by -angle: position t -> t-1
+        W[k, :2] = torch.eye(2)
+
+
+def test_planted_previous_token_head_is_labelled_distance():
+    """A tiny model trained for a few steps on byte text, then one head planted to attend to
+    offset 1: the classifier labels it distance, with offset 1 on top."""
+    from helpers import tiny_stories
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=257, block_size=64, n_layer=1, n_head=2, n_embd=32))
+    text = torch.tensor(list(' '.join(tiny_stories(20)).encode()), dtype=torch.long)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for step in range(10):
+        i = torch.randint(len(text) - 65, (8,))
+        x = torch.stack([text[j:j + 64] for j in i])
+        y = torch.stack([text[j + 1:j + 65] for j in i])
+        loss = model(x, y)[1]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    plant_previous_token_head(model, head=0)
+    model.eval()
+    ids = torch.tensor([[256] + list(tiny_stories(1, seed=3)[0].encode()[:63])])
+    att = model.attention_maps(ids)[0][0]
+    assert att[0, 10, 9] > 0.9  # the plant works: query 10 looks at key 9
+    s = head_scores(att, ids[0])
+    labels = label_heads(s)
+    assert labels[0] == 'distance' and int(s['offsets'][0].argmax()) == 1, (labels, s['distance'])
+    assert s['distance'][0] > 0.9

@@ -1,0 +1,198 @@
+"""sweep.py: a 2x2 grid end to end with a kill -9 in the middle (every run trained and evaluated
+exactly once), the report's numbers against the runs' own logs, a run folder with other settings
+refused, and bad grids refused before anything trains."""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from helpers import tiny_stories, write_byte_dataset
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ['--widths=16,32', '--depths=1,2', '--heads=2', '--max_iters=12', '--block_size=32',
+        '--batch_size=4', '--eval_interval=3', '--eval_iters=2', '--log_interval=1',
+        '--warmup_iters=2', '--threads=1', '--progress=False', '--device=cpu']
+
+
+def sweep_cmd(data, sweep_dir, *extra):
+    return [sys.executable, os.path.join(ROOT, 'sweep.py'), f'--data_dir={data}',
+            f'--sweep_dir={sweep_dir}', *TINY, *extra]
+
+
+def read_jsonl(path):
+    with open(path) as f:
+        return [json.loads(l) for l in f if l.strip()]
+
+
+def train_invocations(run_dir):
+    with open(os.path.join(run_dir, 'train_output.txt')) as f:
+        return re.findall(r'^\$ .*train\.py .*--init_from=(\w+)', f.read(), re.M)
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    d = str(tmp_path_factory.mktemp('sweepdata') / 'data')
+    write_byte_dataset(d, tiny_stories(200), tiny_stories(6, seed=1))
+    return d
+
+
+@pytest.fixture(scope='module')
+def swept(data, tmp_path_factory):
+    """The 2x2 sweep, killed with kill -9 while its second run trains, then run again."""
+    sweep_dir = str(tmp_path_factory.mktemp('sweep') / 'grid')
+    p = subprocess.Popen(sweep_cmd(data, sweep_dir), cwd=ROOT, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
+    second = os.path.join(sweep_dir, 'w16_d2_h2')
+    deadline = time.time() + 90
+    while time.time() < deadline and p.poll() is None:
+        if os.path.isfile(os.path.join(second, 'ckpt.pt')):
+            break
+        time.sleep(0.02)
+    assert p.poll() is None, "the sweep ended before it could be killed"
+    os.kill(p.pid, signal.SIGKILL)  # the sweep alone: its training child must die with it
+    p.wait()
+    r = subprocess.run(sweep_cmd(data, sweep_dir), cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return sweep_dir
+
+
+def test_kill_9_and_rerun_gives_every_run_exactly_once(swept):
+    results = read_jsonl(os.path.join(swept, 'results.jsonl'))
+    assert sorted(r['run'] for r in results) == ['w16_d1_h2', 'w16_d2_h2', 'w32_d1_h2', 'w32_d2_h2']
+    for r in results:
+        run_dir = os.path.join(swept, r['run'])
+        log = read_jsonl(os.path.join(run_dir, 'log.jsonl'))
+        iters = [x['iter'] for x in log if 'loss' in x]
+        assert iters == list(range(1, 13)), (r['run'], iters)       # no step twice, none missing
+        assert sum(bool(x.get('final')) for x in log) == 1 and log[-1].get('final')
+        runs = train_invocations(run_dir)
+        assert runs[0] == 'scratch' and all(k == 'resume' for k in runs[1:]), runs
+    # the first run finished before the kill: trained once; the killed one resumed, not restarted
+    assert train_invocations(os.path.join(swept, 'w16_d1_h2')) == ['scratch']
+    assert train_invocations(os.path.join(swept, 'w16_d2_h2')) == ['scratch', 'resume']
+    # only the runs' own logs are called log.jsonl
+    logs = [os.path.relpath(os.path.join(d, f), swept) for d, _, fs in os.walk(swept) for f in fs
+            if f == 'log.jsonl']
+    assert sorted(logs) == sorted(f"{r['run']}/log.jsonl" for r in results)
+
+
+def test_results_and_report_equal_the_runs_own_logs(swept):
+    results = read_jsonl(os.path.join(swept, 'results.jsonl'))
+    report = open(os.path.join(swept, 'report.md')).read()
+    for r in results:
+        run_dir = os.path.join(swept, r['run'])
+        final = read_jsonl(os.path.join(run_dir, 'log.jsonl'))[-1]
+        assert (r['val_bpb'], r['val_loss'], r['iters']) == (final['val_bpb'], final['val_loss'], 12)
+        assert r['tokens'] == 12 * 4 * 32 and r['flops'] == r['flops_per_token'] * r['tokens']
+        assert (r['n_embd'], r['n_layer'], r['n_head']) == tuple(
+            int(x) for x in re.match(r'w(\d+)_d(\d+)_h(\d+)', r['run']).groups())
+        with open(os.path.join(run_dir, 'grade', 'probes.json')) as f:
+            probes = json.load(f)
+        for cat, s in probes['by_category'].items():
+            assert r[cat] == s['accuracy'] and r[f'{cat}_stderr'] > 0
+        # the grid table shows each run's own loss and bits/byte
+        assert f"{final['val_loss']:.3f} ({final['val_bpb']:.3f})" in report
+        assert f"| {r['run']} | {r['params']:,} |" in report
+    for png in ('loss_grid_h2.png', 'probes_vs_width.png', 'probes_vs_depth.png', 'loss_vs_flops.png'):
+        assert os.path.getsize(os.path.join(swept, png)) > 1000
+    assert 'Loss falls with width at every depth: **' in report
+    # --report_only rebuilds the same report from results.jsonl, training nothing
+    os.remove(os.path.join(swept, 'report.md'))
+    r = subprocess.run(sweep_cmd('no/such/data', swept, '--report_only'), cwd=ROOT, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert open(os.path.join(swept, 'report.md')).read() == report
+
+
+def test_run_folder_with_other_settings_is_an_error(swept, data):
+    before = os.path.getmtime(os.path.join(swept, 'results.jsonl'))
+    r = subprocess.run(sweep_cmd(data, swept, '--learning_rate=0.01'), cwd=ROOT, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode != 0 and 'Traceback' not in r.stderr
+    line = r.stderr.strip()
+    assert line.startswith('error:') and 'learning_rate' in line and '\n' not in line, line
+    assert os.path.getmtime(os.path.join(swept, 'results.jsonl')) == before
+    # a re-run with the same settings (how it runs may change) does nothing and succeeds
+    r = subprocess.run(sweep_cmd(data, swept, '--threads=2'), cwd=ROOT, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0 and '4 runs' in r.stdout and '(4 done)' in r.stdout, r.stderr
+
+
+@pytest.mark.parametrize('args,msg', [
+    (['--widths=48', '--heads=5'], 'not divisible by 5 heads'),
+    (['--widths='], '--widths is empty'),
+    (['--depths=0'], 'not a positive integer'),
+    (['--depths=2,2'], 'lists a value twice'),
+    (['--max_iters=0'], 'no per-run budget'),
+    (['--max_iters=-3'], 'must be positive'),
+    (['--max_iters=0', '--max_minutes=nan'], 'must be positive'),
+    (['--max_tokens=1000'], 'not both'),
+    (['--n_layer=3'], 'unknown key --n_layer'),
+    (['--widthz=3'], 'unknown key --widthz'),
+])
+def test_bad_grid_is_one_line_error_before_training(tmp_path, data, args, msg):
+    sweep_dir = str(tmp_path / 'bad')
+    r = subprocess.run(sweep_cmd(data, sweep_dir, *args), cwd=ROOT, capture_output=True, text=True, timeout=60)
+    err = r.stderr.strip()
+    assert r.returncode != 0 and err.startswith('error:') and msg in err and 'Traceback' not in err, err
+    assert not os.path.exists(sweep_dir)  # nothing made, nothing trained
+
+
+def test_token_budget_becomes_steps(tmp_path, data):
+    sweep_dir = str(tmp_path / 'tok')
+    args = [a for a in sweep_cmd(data, sweep_dir) if not a.startswith(('--max_iters', '--widths', '--depths'))]
+    r = subprocess.run(args + ['--widths=16', '--depths=1', '--max_tokens=500', '--probes=False'],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (rec,) = read_jsonl(os.path.join(sweep_dir, 'results.jsonl'))
+    assert rec['iters'] == 4 and rec['tokens'] == 4 * 4 * 32  # ceil(500 / 128) steps
+
+
+def test_instruct_conditions_and_scores():
+    from instruct_eval import conditions, field_line, score, summary_nouns
+    conds = conditions('Summary,Words')
+    assert conds == {'none': ([], False), 'Summary': (['Summary'], False), 'Words': (['Words'], False),
+                     'Summary+Words': (['Summary', 'Words'], True)}
+    for bad in ('Summary', 'Summary,Colour', ''):
+        with pytest.raises(SystemExit, match='error: --instruct_holdout'):
+            conditions(bad)
+    rec = {'summary': 'A little dog named  Max finds a shiny ball in the park, but it rains.',
+           'instruction': {'words': ['jump', 'ball', 'happy'], 'features': ['Dialogue']}}
+    assert field_line('Words', rec) == 'Words: jump, ball, happy'
+    assert field_line('Summary', rec).startswith('Summary: A little dog named Max finds')
+    assert summary_nouns(rec['summary']) == ['ball', 'dog', 'park']
+    story = 'Max jumped over the ball. The dog was happy.'
+    assert score(rec, story) == (3, 3, 2, 3)  # jump (as jumped), ball, happy; ball and dog, not park
+
+
+def test_gpt_eval_scores_reach_results_and_report(tmp_path, data):
+    """With a grader configured (a stand-in server on 127.0.0.1), each run is graded once and
+    its mean scores land at the top level of its record and in the report's table."""
+    from tests.fake_openai import FakeOpenAI
+    prompts = tmp_path / 'prompts.jsonl'
+    prompts.write_text(''.join(json.dumps({'id': f'p{i}', 'prompt': p}) + '\n'
+                               for i, p in enumerate(['Tom had a red', 'Mia saw a big'])))
+
+    def respond(body):
+        if len(body['messages']) == 1:
+            return 'A short assessment.'
+        return '{"grammar": 7, "creativity": 5, "consistency": 6, "plot": 4, "age_group": "B"}'
+    sweep_dir = str(tmp_path / 'graded')
+    args = [a for a in sweep_cmd(data, sweep_dir) if not a.startswith(('--widths', '--depths', '--max_iters'))]
+    with FakeOpenAI(respond=respond) as server:
+        r = subprocess.run(args + ['--widths=16', '--depths=1', '--max_iters=3', '--probes=False',
+                                   '--gpt_eval', f'--base_url={server.base_url}', '--api_key_env=SWEEP_TEST_KEY',
+                                   f'--grader_prompts={prompts}', '--grader_max_new_tokens=8', '--yes'],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120,
+                           env=dict(os.environ, SWEEP_TEST_KEY='sk-test'))
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert len(server.answered) == 4  # 2 completions x 2 turns
+    (rec,) = read_jsonl(os.path.join(sweep_dir, 'results.jsonl'))
+    assert (rec['grammar'], rec['creativity'], rec['consistency'], rec['plot'], rec['graded']) == (7, 5, 6, 4, 2)
+    report = open(os.path.join(sweep_dir, 'report.md')).read()
+    assert '| w16_d1_h2 | 7.00 | 5.00 | 6.00 | 4.00 | 2 |' in report
