@@ -353,14 +353,16 @@ def check_keys():
             raise SystemExit(f"error: --{key}={globals()[key]} must be in (0, 1]")
 
 
-def sample_sequences(data_dir, eot, block_size, n, rng):
-    """n stories of data_dir's val.bin (else train.bin) as token lists, each starting with EOT."""
+def sample_sequences(data_dir, enc, info, block_size, n, rng):
+    """n stories of data_dir's val.bin (else train.bin) as token lists, each starting with EOT,
+    in the model's tokenizer (a dataset of another one is re-encoded: dataset.for_model)."""
     from dataset import open_dataset
     splits = [s for s in ('val', 'train') if os.path.isfile(os.path.join(data_dir, f'{s}.bin'))]
     if not splits:
         raise SystemExit(f"error: {data_dir} has no val.bin or train.bin")
-    stories = open_dataset(data_dir, splits=splits[:1]).stories(splits[0])
+    stories = open_dataset(data_dir, splits=splits[:1]).for_model(enc, info['tokenizer']).stories(splits[0])
     picks = sorted(rng.choice(len(stories), min(n, len(stories)), replace=False).tolist())
+    eot = info['tokenizer']['eot_token']
     return [[eot] + stories[i][:block_size - 1].tolist() for i in picks]
 
 
@@ -408,7 +410,7 @@ def main():
     src = data_dir or ckpt.get('config', {}).get('data_dir', '')
     rng = np.random.default_rng(seed)
     if src and os.path.isdir(src):
-        seqs = sample_sequences(src, eot, cfg.block_size, num_stories, rng)
+        seqs = sample_sequences(src, enc, ckpt, cfg.block_size, num_stories, rng)
     else:
         print("interpret: no dataset (--data_dir) found: neurons from the story alone")
         seqs = [ids]
