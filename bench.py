@@ -490,7 +490,7 @@ def bench_diversity_closest():
     import glob
     import resource
     import subprocess
-    import diversity
+    import kgram_index
     n = DIVERSITY_STORIES
     subprocess.run([sys.executable, 'generate_data.py', '--backend=offline', f'--num_stories={n}',
                     f'--stories_dir={DIVERSITY_DIR}', '--shard_size=100000'], check=True,
@@ -503,7 +503,7 @@ def bench_diversity_closest():
     stories = stories[:n]
     t_read = time.perf_counter() - t0
     t0, c0 = time.perf_counter(), time.process_time()  # CPU time too: the machine is shared
-    index = diversity.KGramIndex(stories, k=2)
+    index = kgram_index.KGramIndex(stories, k=2)
     t_build, c_build = time.perf_counter() - t0, time.process_time() - c0
     index_bytes = index.grams.nbytes + index.offsets.nbytes + index.postings.nbytes
     emit(case='diversity_index_build', value=round(t_build, 1), unit='s', stories=len(stories),
@@ -529,7 +529,7 @@ def bench_diversity_closest():
          mean_precision=round(sum(s / max(m, 1) for _, s, m in answers) / len(answers), 3),
          postings_counted=round(counted / len(queries), 3))
     t0, c0 = time.perf_counter(), time.process_time()
-    brute = [diversity.closest_brute_force(stories, q) for q in queries[:2]]
+    brute = [kgram_index.closest_brute_force(stories, q) for q in queries[:2]]
     t_brute, c_brute = (time.perf_counter() - t0) / 2, (time.process_time() - c0) / 2
     emit(case='diversity_brute_force', value=round(t_brute, 1), unit='s/query', stories=len(stories),
          cpu_s=round(c_brute, 1), index_s_per_query=round(t_query / len(queries), 4),

@@ -132,7 +132,7 @@ class Reencoded:
     def __init__(self, dataset, enc, eot):
         self.source, self.enc, self.eot = dataset, enc, eot
         self.meta, self.format, self.vocab_size = dataset.meta, dataset.format, enc.n_vocab
-        self._stories = {}
+        self._stories, self._tokens = {}, {}
 
     def stories(self, split, limit=0):
         if split not in self._stories:
@@ -142,9 +142,11 @@ class Reencoded:
         return out[:limit] if limit else out
 
     def tokens(self, split):
-        """EOT story EOT story ... EOT, as prepare.py lays out a bin."""
-        eot = np.array([self.eot], dtype=np.int64)
-        return np.concatenate([eot] + [part for s in self.stories(split) for part in (s, eot)])
+        """EOT story EOT story ... EOT, as prepare.py lays out a bin (built once per split)."""
+        if split not in self._tokens:
+            eot = np.array([self.eot], dtype=np.int64)
+            self._tokens[split] = np.concatenate([eot] + [part for s in self.stories(split) for part in (s, eot)])
+        return self._tokens[split]
 
     def texts(self, split, limit=0):
         return self.source.texts(split, limit)

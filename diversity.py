@@ -30,7 +30,7 @@ import time
 import numpy as np
 
 from atomic_write import atomic_write
-from kgram_index import WORD_RE, KGramIndex, closest_brute_force, kgrams, words  # noqa: F401 (re-exported)
+from kgram_index import WORD_RE, KGramIndex, kgrams, words
 
 # -----------------------------------------------------------------------------
 out_dir = 'out'          # the run: reads its ckpt.pt, writes <report_dir>/diversity/

@@ -29,7 +29,7 @@ from atomic_write import atomic_write
 from completions import check_settings, complete, file_fingerprint
 from configurator import configure
 from dirlock import lock_dir
-from gpt_eval import AGE_GROUPS, SCORES, grade_completions, summarise  # noqa: F401
+from gpt_eval import SCORES, grade_completions, summarise
 from jsonl import read_jsonl
 from model import load_run
 from probes import CATEGORIES, load_probes, probes_table, run_probes, run_words  # noqa: F401

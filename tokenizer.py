@@ -257,7 +257,6 @@ class ChunkEncoder:
         self._reset()
 
     def _reset(self):
-        chunk_id = self.chunk_id = {}
         table, starts, lens = self._table, self._starts, self._lens = [], [], []
         encode, eot = self.enc.encode_ordinary, self.eot
 
