@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from hardware import measure_peak_flops, spec_peak_flops
+from tinystories.hardware import measure_peak_flops, spec_peak_flops
 
 # -----------------------------------------------------------------------------
 only = []            # case-name prefixes to run (empty: all)
@@ -315,7 +315,7 @@ def bench_sample_gpu():
 
 def _stories(path):
     """The stories of data_file, read by stories.py (the one reader of story files)."""
-    import stories
+    from tinystories import stories
     if not path:
         raise SystemExit("error: this case needs --data_file=PATH (stories: a .txt, .jsonl or .json "
                          "file or a folder, e.g. data/demo_stories from generate_data.py)")
@@ -328,7 +328,7 @@ def _stories(path):
 @case('bpe_train')
 def bench_bpe_train():
     """Our BPE trainer vs Hugging Face tokenizers' (Rust) on the same stories, same run."""
-    import tokenizer as T
+    from tinystories import tokenizer as T
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     stories = _stories(data_file)
     mb = sum(len(s.encode()) for s in stories) / 1e6
@@ -348,7 +348,7 @@ def bench_bpe_train():
 
 
 def _encode_worker(args):
-    import tokenizer as T
+    from tinystories import tokenizer as T
     ranks, block = args
     return len(T.ChunkEncoder(T.make_encoding(ranks)).encode_stories(block))
 
@@ -357,7 +357,7 @@ def _encode_worker(args):
 def bench_encode():
     """MB/s of text -> token ids: tiktoken alone, our chunk-cached encoder, and it on all cores."""
     import multiprocessing
-    import tokenizer as T
+    from tinystories import tokenizer as T
     stories = _stories(data_file)
     mb = sum(len(s.encode()) for s in stories) / 1e6
     ranks = T.train_bpe(stories, vocab_size=4096)
@@ -405,7 +405,7 @@ def bench_prepare():
     finally:
         shutil.rmtree(out, ignore_errors=True)
     rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    import stories
+    from tinystories import stories
     size = sum(os.path.getsize(f) for f in stories.list_files(data_file))
     scale = 2.2e9 / size
     stories = sum(v['stories'] for v in meta['splits'].values())
@@ -418,14 +418,13 @@ def bench_prepare():
 
 @case('llm_requests')
 def bench_llm_requests():
-    """llm.run against the local stand-in server (tests/fake_openai.py) at 1 s per request:
+    """llm.run against the local stand-in server (tinystories/fake_openai.py) at 1 s per request:
     completed requests/s at concurrency 64 (the ceiling is 64/s), nothing lost; overall (start-up
     included) and steady (from the first round's end to the last answer)."""
     import shutil
     import tempfile
-    import llm
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'tests'))
-    from fake_openai import FakeOpenAI
+    from tinystories import llm
+    from tinystories.fake_openai import FakeOpenAI
     n, conc = 512, 64
     reqs = [{'custom_id': f'b{i}', 'params': {'max_tokens': 50},
              'messages': [{'role': 'user', 'content': f'Story {i}: use the verb "run"'}]} for i in range(n)]
@@ -448,14 +447,31 @@ def bench_llm_requests():
 
 @case('offline_stories')
 def bench_offline_stories():
-    """generate_data.py's offline generator: records (story, prompt, summary, sentence) per s."""
-    import generate_data as gd
+    """generate_data.py's offline generator, run as a user runs it (start-up included): records
+    (story, prompt, summary, sentence) per s."""
+    import tempfile
     n = 5000
-    t0 = time.perf_counter()
-    words = sum(len(gd.offline_record(1, i, True)['story'].split()) for i in range(n))
-    dt = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory(prefix='bench_offline_') as out:
+        t0 = time.perf_counter()
+        stories = offline_stories(n, seed=1, stories_dir=out)
+        dt = time.perf_counter() - t0
+    words = sum(len(s.split()) for s in stories)
     emit(case='offline_stories_per_s', value=round(n / dt), unit='stories/s', stories=n,
          mean_words=round(words / n, 1), target=1000)
+
+
+def offline_stories(n, seed, stories_dir):
+    """n stories from `generate_data.py --backend=offline` (a stage is run, never imported)."""
+    import glob
+    import subprocess
+    subprocess.run([sys.executable, 'generate_data.py', '--backend=offline', f'--num_stories={n}',
+                    f'--seed={seed}', f'--stories_dir={stories_dir}', '--shard_size=100000'], check=True,
+                   cwd=os.path.dirname(os.path.abspath(__file__)), stdout=subprocess.DEVNULL)
+    stories = []
+    for path in sorted(glob.glob(os.path.join(stories_dir, 'stories-*.jsonl'))):
+        with open(path, encoding='utf-8') as f:
+            stories.extend(json.loads(line)['story'] for line in f)
+    return stories[:n]
 
 
 @case('grade_probes')
@@ -463,15 +479,14 @@ def bench_grade_probes():
     """grade.py's offline probes (the repo's 73 items) on a random demo-sized model with the
     byte tokenizer (sequences ~4x longer than with a 4k BPE): batched scoring vs one candidate
     per forward pass, in the same run."""
-    import grade
     from model import GPT, GPTConfig
-    from tests.helpers import byte_tokenizer_record
-    from tokenizer import encoding_from_record
+    from tinystories.probes import load_probes, run_probes
+    from tinystories.tokenizer import byte_tokenizer_record, encoding_from_record
     enc = encoding_from_record(byte_tokenizer_record())
     model = GPT(GPTConfig(vocab_size=257, block_size=256, n_layer=4, n_head=4, n_embd=128)).eval()
-    items = grade.load_probes(grade.probes_file)
-    batched = timeit(lambda: grade.run_probes(model, enc, items, batch_size=32), min_seconds=2.0)
-    single = timeit(lambda: grade.run_probes(model, enc, items, batch_size=1), min_seconds=2.0)
+    items = load_probes(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'eval', 'probes.jsonl'))
+    batched = timeit(lambda: run_probes(model, enc, items, batch_size=32), min_seconds=2.0)
+    single = timeit(lambda: run_probes(model, enc, items, batch_size=1), min_seconds=2.0)
     emit(case='grade_probes_items_per_s', value=round(len(items) / batched, 1), unit='items/s',
          items=len(items), batch_size=32, unbatched_items_per_s=round(len(items) / single, 1),
          speedup=round(single / batched, 2))
@@ -487,20 +502,12 @@ def bench_diversity_closest():
     stories from another seed) queried; 2 of them also by brute force (every story compared),
     for the speed-up and to check the answers are equal. Projected to the 2.7M-story V2 set
     linearly (index size and postings grow with the stories)."""
-    import glob
     import resource
-    import subprocess
-    import kgram_index
+    import tempfile
+    from tinystories import kgram_index
     n = DIVERSITY_STORIES
-    subprocess.run([sys.executable, 'generate_data.py', '--backend=offline', f'--num_stories={n}',
-                    f'--stories_dir={DIVERSITY_DIR}', '--shard_size=100000'], check=True,
-                   cwd=os.path.dirname(os.path.abspath(__file__)), stdout=subprocess.DEVNULL)
     t0 = time.perf_counter()
-    stories = []
-    for path in sorted(glob.glob(os.path.join(DIVERSITY_DIR, 'stories-*.jsonl'))):
-        with open(path, encoding='utf-8') as f:
-            stories.extend(json.loads(line)['story'] for line in f)
-    stories = stories[:n]
+    stories = offline_stories(n, seed=1337, stories_dir=DIVERSITY_DIR)  # resumes: made once
     t_read = time.perf_counter() - t0
     t0, c0 = time.perf_counter(), time.process_time()  # CPU time too: the machine is shared
     index = kgram_index.KGramIndex(stories, k=2)
@@ -512,11 +519,11 @@ def bench_diversity_closest():
          max_rss_gb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
          projected_2_7M_s=round(t_build * 2.7e6 / len(stories), 1),
          projected_2_7M_index_mb=round(index_bytes * 2.7e6 / len(stories) / 2**20))
-    import generate_data
     queries = []
-    for i in range(100):  # story endings from another seed: new text in the same style
-        ws = generate_data.offline_record(7, i, False)['story'].split()
-        queries.append(' '.join(ws[int(0.4 * len(ws)):]))
+    with tempfile.TemporaryDirectory(prefix='bench_queries_') as out:
+        for story in offline_stories(100, seed=7, stories_dir=out):  # another seed: new text in the same style
+            ws = story.split()
+            queries.append(' '.join(ws[int(0.4 * len(ws)):]))
     t0, c0 = time.perf_counter(), time.process_time()
     answers, counted = [], 0
     for q in queries:
@@ -537,7 +544,7 @@ def bench_diversity_closest():
 
 
 def main():
-    from configurator import configure
+    from tinystories.configurator import configure
     configure(globals())
     if threads:
         torch.set_num_threads(threads)

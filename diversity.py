@@ -29,8 +29,8 @@ import time
 
 import numpy as np
 
-from atomic_write import atomic_write
-from kgram_index import WORD_RE, KGramIndex, kgrams, words
+from tinystories.atomic_write import atomic_write
+from tinystories.kgram_index import WORD_RE, KGramIndex, kgrams, words
 
 # -----------------------------------------------------------------------------
 out_dir = 'out'          # the run: reads its ckpt.pt, writes <report_dir>/diversity/
@@ -75,7 +75,7 @@ def rouge_f(a, b, k=2):
 # ----------------------------------------------------------------------------- the stage
 def check_config():
     """Every setting in range before any work starts: one-line errors."""
-    from completions import check_settings
+    from tinystories.completions import check_settings
     check_settings(batch_size=batch_size, max_new_tokens=max_new_tokens, num_stories=num_stories,
                    temperature=temperature, top_k=top_k)
     if not 0 < cut < 1:
@@ -90,7 +90,7 @@ def read_train_stories(data_dir, enc, info):
     """(train token-id arrays, train texts, val texts) of a prepared dataset, in the model's
     tokenizer: a dataset of another one (the paper's models use GPT-2's) is decoded with its own
     and re-encoded with the model's (dataset.for_model)."""
-    from dataset import open_dataset
+    from tinystories.dataset import open_dataset
     splits = ('train', 'val') if os.path.isfile(os.path.join(data_dir, 'val.bin')) else ('train',)
     ds = open_dataset(data_dir, splits=splits).for_model(enc, info['tokenizer'])
     return (ds.stories('train', max_train_stories), ds.texts('train', max_train_stories),
@@ -100,7 +100,7 @@ def read_train_stories(data_dir, enc, info):
 def read_source_stories(source, enc, limit=0):
     """The stories of local files (stories.py's formats): (token-id arrays, texts)."""
     import itertools
-    from stories import StoryError, iter_stories
+    from tinystories.stories import StoryError, iter_stories
     try:
         texts = list(itertools.islice(iter_stories(source), limit or None))
     except StoryError as e:
@@ -112,7 +112,7 @@ def read_source_stories(source, enc, limit=0):
 def cut_and_complete(model, enc, eot, stories, picks, journal, key):
     """Cut each picked story at `cut` of its tokens (at most half the context, to leave the model
     room to write) and let the model write the rest (completions.complete: batched, journaled)."""
-    from completions import complete
+    from tinystories.completions import complete
     block = model.config.block_size
     prompts, endings = [], []
     for i in picks:
@@ -219,13 +219,13 @@ def summarize(values):
 
 
 def main():
-    from configurator import configure
+    from tinystories.configurator import configure
     config = configure(globals())
     global data_dir
     import torch
-    from completions import file_fingerprint
-    from dirlock import lock_dir
-    from model import load_run
+    from tinystories.completions import file_fingerprint
+    from tinystories.dirlock import lock_dir
+    from tinystories.checkpoint import load_run
     check_config()
     torch.manual_seed(seed)
     model, enc, info = load_run(out_dir, device)

@@ -20,10 +20,10 @@ import json
 import os
 import shutil
 
-from atomic_write import atomic_write
+from tinystories.atomic_write import atomic_write
 
 # -----------------------------------------------------------------------------
-out_dir = 'out'           # the model: a run of ours (or any location model.load_run accepts)
+out_dir = 'out'           # the model: a run of ours (or any location checkpoint.load_run accepts)
 hf_dir = ''               # the folder to write
 overwrite = False         # replace hf_dir if it exists
 # -----------------------------------------------------------------------------
@@ -87,14 +87,14 @@ def readme(name, model, info, hf_cfg):
 
 
 def main():
-    from configurator import configure
+    from tinystories.configurator import configure
     configure(globals())
     if not hf_dir:
         fail("--hf_dir=DIR names the folder to write")
     if os.path.exists(hf_dir) and (not os.path.isdir(hf_dir) or os.listdir(hf_dir)) and not overwrite:
         fail(f"{hf_dir} exists: --overwrite to replace it")
-    import hf
-    from model import load_run
+    from tinystories import hf
+    from tinystories.checkpoint import load_run
     from safetensors.torch import save_file
     model, enc, info = load_run(out_dir, 'cpu')
     eot = info['tokenizer']['eot_token']

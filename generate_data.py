@@ -27,13 +27,13 @@ import random
 import re
 from urllib.parse import urlparse
 
-import dirlock
-from atomic_write import atomic_write
-from configurator import configure
-from data_words import ADJECTIVES, HOLDABLE_NOUNS, NOUNS, VERBS, word_used
-from jsonl import append_jsonl, read_jsonl, repair_jsonl
-from offline_stories import offline_story
-from progress import progress
+from tinystories import dirlock
+from tinystories.atomic_write import atomic_write
+from tinystories.configurator import configure
+from tinystories.words import ADJECTIVES, HOLDABLE_NOUNS, NOUNS, VERBS, word_used
+from tinystories.jsonl import append_jsonl, read_jsonl, repair_jsonl
+from tinystories.offline_stories import offline_story
+from tinystories.progress import progress
 
 # -----------------------------------------------------------------------------
 backend = 'offline'        # offline | openai | batch
@@ -240,7 +240,7 @@ def check_answer(spec, text):
 
 
 def run_llm(writer, wanted):
-    import llm
+    from tinystories import llm
     specs = {f'{seed}-{i:08d}': story_spec(seed, i) for i in wanted}
     params = {'max_tokens': max_tokens, 'temperature': temperature}
     requests = [{'custom_id': cid, 'params': params, 'messages': [

@@ -25,14 +25,14 @@ import json
 import math
 import os
 
-from atomic_write import atomic_write
-from completions import check_settings, complete, file_fingerprint
-from configurator import configure
-from dirlock import lock_dir
-from gpt_eval import SCORES, grade_completions, summarise
-from jsonl import read_jsonl
-from model import load_run
-from probes import CATEGORIES, load_probes, probes_table, run_probes, run_words  # noqa: F401
+from tinystories.atomic_write import atomic_write
+from tinystories.completions import check_settings, complete, file_fingerprint
+from tinystories.configurator import configure
+from tinystories.dirlock import lock_dir
+from tinystories.gpt_eval import SCORES, grade_completions, summarise
+from tinystories.jsonl import read_jsonl
+from tinystories.checkpoint import load_run
+from tinystories.probes import CATEGORIES, load_probes, probes_table, run_probes, run_words  # noqa: F401
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -217,7 +217,7 @@ def main_probes():
 
 def main_gpt_eval():
     import functools
-    import llm
+    from tinystories import llm
     settings = dict(llm.settings_from(globals()), max_rejects=parse_retries, desc='grader')
     llm.make_client({**llm.DEFAULTS, **settings}, asynchronous=False).close()  # no key: stop now
     model, enc, info = load_run(out_dir, device)

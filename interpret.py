@@ -36,7 +36,7 @@ import os
 import numpy as np
 import torch
 
-from atomic_write import atomic_write
+from tinystories.atomic_write import atomic_write
 
 # -----------------------------------------------------------------------------
 out_dir = 'out'            # the run: reads out_dir/ckpt.pt, writes out_dir/interpret/
@@ -333,7 +333,7 @@ def neuron_section(layer, acts, order, selectivity, positions, seqs, starts, tok
 
 def load_story(spec):
     """The story text: --story itself, or FILE:x.txt (the whole file, one story)."""
-    from prompts import read_prompts
+    from tinystories.prompts import read_prompts
     if not spec:
         return DEFAULT_STORY
     stories = read_prompts(spec, 'story')
@@ -356,7 +356,7 @@ def check_keys():
 def sample_sequences(data_dir, enc, info, block_size, n, rng):
     """n stories of data_dir's val.bin (else train.bin) as token lists, each starting with EOT,
     in the model's tokenizer (a dataset of another one is re-encoded: dataset.for_model)."""
-    from dataset import open_dataset
+    from tinystories.dataset import open_dataset
     splits = [s for s in ('val', 'train') if os.path.isfile(os.path.join(data_dir, f'{s}.bin'))]
     if not splits:
         raise SystemExit(f"error: {data_dir} has no val.bin or train.bin")
@@ -367,11 +367,11 @@ def sample_sequences(data_dir, enc, info, block_size, n, rng):
 
 
 def main():
-    from configurator import configure
+    from tinystories.configurator import configure
     configure(globals())
     check_keys()
-    from dirlock import lock_dir
-    from model import load_run
+    from tinystories.dirlock import lock_dir
+    from tinystories.checkpoint import load_run
     torch.manual_seed(seed)
     text = load_story(story)  # a bad --story is an error before the model loads
     model, enc, ckpt = load_run(out_dir, device)

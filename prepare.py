@@ -34,13 +34,13 @@ import time
 import numpy as np
 import regex
 
-import dirlock
-import hub
-import stories
-import tokenizer as T
-from atomic_write import atomic_open, atomic_write
-from dataset import read_meta
-from progress import progress
+from tinystories import dirlock
+from tinystories import hub
+from tinystories import stories
+from tinystories import tokenizer as T
+from tinystories.atomic_write import atomic_open, atomic_write
+from tinystories.dataset import read_meta
+from tinystories.progress import progress
 
 # -----------------------------------------------------------------------------
 source = 'tinystories'      # a name in hub.DATASETS (tinystories, tinystories-v2-20mb ...) | a path
@@ -221,7 +221,7 @@ def check_settings():
 
 
 def main():
-    from configurator import configure
+    from tinystories.configurator import configure
     configure(globals())
     t0 = time.time()
     nproc = workers or os.cpu_count() or 1
@@ -394,7 +394,7 @@ def gpt2_ranks():
 def model_tokenizer(location):
     """A model's tokenizer (hf:OWNER/NAME or a folder) -> (ranks, pattern, sha256), if it has
     our layout: the bins, meta.json and the fast encoder assume tokens 0..n-1, then EOT = n."""
-    import hf
+    from tinystories import hf
     enc, record = hf.load_tokenizer(location)
     ranks = enc._mergeable_ranks
     if (record['eot_token'] != len(ranks) or set(enc._special_tokens) != {T.EOT}

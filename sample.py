@@ -18,8 +18,8 @@ import sys
 
 import torch
 
-from model import load_run
-from prompts import read_prompts
+from tinystories.checkpoint import load_run
+from tinystories.prompts import read_prompts
 
 # -----------------------------------------------------------------------------
 out_dir = 'out'
@@ -33,7 +33,7 @@ seed = 1337
 device = 'auto'
 json = False                # one JSON object per sample on stdout instead of streamed text
 # -----------------------------------------------------------------------------
-from configurator import configure  # noqa: E402
+from tinystories.configurator import configure  # noqa: E402
 configure(globals())
 
 RULES = {'num_samples': (num_samples >= 1, '1 or more'), 'max_new_tokens': (max_new_tokens >= 0, '0 or more'),

@@ -89,7 +89,7 @@ def train_defaults():
 TRAIN_DEFAULTS = train_defaults()
 for _k, _v in TRAIN_DEFAULTS.items():
     globals().setdefault(_k, _v)  # the sweep's own data_dir and budget keys come first
-from configurator import configure  # noqa: E402
+from tinystories.configurator import configure  # noqa: E402
 config = configure(globals())
 
 
@@ -206,7 +206,7 @@ def as_args(settings):
 
 def final_record(run_dir):
     """The run's final log record (whole-val loss and bits/byte), or None if it has none yet."""
-    from jsonl import read_jsonl
+    from tinystories.jsonl import read_jsonl
     records = read_jsonl(os.path.join(run_dir, 'log.jsonl'))
     return records[-1] if records and records[-1].get('final') else None
 
@@ -239,7 +239,7 @@ def gpt_eval_scores(run_dir):
 
 def make_record(name, run_dir, ckpt, final, settings):
     import torch
-    from jsonl import read_jsonl
+    from tinystories.jsonl import read_jsonl
     curve = [r for r in read_jsonl(os.path.join(run_dir, 'log.jsonl')) if 'val_loss' in r]
     from model import GPT, GPTConfig
     with torch.device('meta'):  # counts without memory, however large the model
@@ -262,7 +262,7 @@ def prepare_instruct_data():
     """The Instruct study's data: offline generator records with every instruction field, then
     prepare.py --format=instruct holding one combination out of training; and fresh records
     (another seed) for the evaluation prompts. Each step is resumable and skipped when done."""
-    from instruct_eval import conditions
+    from tinystories.instruct_eval import conditions
     conditions(instruct_holdout)  # a bad holdout: an error before anything runs
     records, data = os.path.join(sweep_dir, 'records'), os.path.join(sweep_dir, 'data')
     log = os.path.join(sweep_dir, 'instruct_data.txt')
@@ -296,7 +296,7 @@ def evaluate(name, run_dir, record):
             run_stage('grade.py', common + keys, out, f"GPT-Eval of {name}")
         record.update(gpt_eval_scores(run_dir))
     if instruct_holdout:
-        from instruct_eval import instruct_scores
+        from tinystories.instruct_eval import instruct_scores
         scores = instruct_scores(run_dir, os.path.join(sweep_dir, 'eval_records'), instruct_holdout,
                                  instruct_eval_items, instruct_max_new_tokens, device, seed)
         record['instruct_holdout'] = instruct_holdout
@@ -307,10 +307,10 @@ def evaluate(name, run_dir, record):
 
 
 def main():
-    from dirlock import lock_dir
-    from jsonl import append_jsonl, read_jsonl
-    from progress import progress as progress_bar  # (progress itself is a train.py key)
-    from sweep_report import write_report
+    from tinystories.dirlock import lock_dir
+    from tinystories.jsonl import append_jsonl, read_jsonl
+    from tinystories.progress import progress as progress_bar  # (progress itself is a train.py key)
+    from tinystories.sweep_report import write_report
     runs = plan_runs()  # bad keys and shapes: errors before anything is touched
     budget = run_budget()
     lock_dir(sweep_dir, 'sweep')
@@ -319,7 +319,7 @@ def main():
         write_report(sweep_dir, read_jsonl(results_path), config)
         return
     data = prepare_instruct_data() if instruct_holdout else data_dir
-    from dataset import open_dataset
+    from tinystories.dataset import open_dataset
     open_dataset(data)  # a missing or damaged dataset: an error now, not after the first run
     want = {name: train_settings(w, d, h, budget, data) for name, w, d, h in runs}
     for name, *_ in runs:  # every existing run folder must be this sweep's, before any training

@@ -26,14 +26,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from atomic_write import atomic_write
-from dataset import open_dataset
-from dirlock import lock_dir
-from evaluate import mean_loss, pick_autocast, plot_log, score_model, whole_split_loss
-from jsonl import append_jsonl, read_jsonl
-from hardware import measure_peak_flops, pick_device, spec_peak_flops
-from model import GPT, GPTConfig, load_checkpoint, load_run
-from progress import progress as progress_bar
+from tinystories.atomic_write import atomic_write
+from tinystories.dataset import open_dataset
+from tinystories.dirlock import lock_dir
+from tinystories.evaluate import mean_loss, pick_autocast, plot_log, score_model, whole_split_loss
+from tinystories.jsonl import append_jsonl, read_jsonl
+from tinystories.hardware import measure_peak_flops, pick_device, spec_peak_flops
+from model import GPT, GPTConfig
+from tinystories.checkpoint import load_checkpoint, load_run
+from tinystories.progress import progress as progress_bar
 
 # -----------------------------------------------------------------------------
 # I/O
@@ -79,7 +80,7 @@ loss_impl = 'auto'         # how the model computes its loss: 'auto', 'chunked',
 seed = 1337
 threads = 0                # torch CPU threads (0: torch's default)
 # -----------------------------------------------------------------------------
-from configurator import configure  # noqa: E402
+from tinystories.configurator import configure  # noqa: E402
 config = configure(globals())
 
 

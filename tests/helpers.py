@@ -1,23 +1,22 @@
 """Small fixtures shared by the tests: a byte-level tokenizer and a tiny checkpoint, made here so
 that no test needs real data or a trained model."""
-import base64
-import hashlib
 import os
 from dataclasses import asdict
 
 import torch
 
 from model import GPT, GPTConfig
+from tinystories.tokenizer import byte_tokenizer_record
 
-# GPT-2's pre-tokenising pattern (contractions, letters, numbers, other symbols, spaces)
-GPT2_PAT = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def byte_tokenizer_record():
-    """The checkpoint's tokenizer record for a BPE with no merges: 256 byte tokens + EOT (256)."""
-    text = ''.join(f"{base64.b64encode(bytes([i])).decode()} {i}\n" for i in range(256))
-    return {'name': 'bytes', 'pat_str': GPT2_PAT, 'tiktoken': text,
-            'sha256': hashlib.sha256(text.encode()).hexdigest(), 'eot_token': 256, 'vocab_size': 257}
+def python_env(**extra):
+    """The environment for a test's Python subprocess that imports the package (`python -c ...`,
+    `python -m tinystories.x`): the repo root on PYTHONPATH, as pytest's own `pythonpath` setting
+    gives the tests. Scripts at the top level need none of this (Python puts their folder first)."""
+    path = os.pathsep.join(p for p in (ROOT, os.environ.get('PYTHONPATH')) if p)
+    return {**os.environ, 'PYTHONPATH': path, **{k: str(v) for k, v in extra.items()}}
 
 
 def write_tiny_checkpoint(out_dir, model=None, seed=0, **model_kwargs):

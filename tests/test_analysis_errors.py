@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.helpers import tiny_stories, write_byte_dataset, write_tiny_checkpoint
+from helpers import tiny_stories, write_byte_dataset, write_tiny_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEY_ENV = 'ANALYSIS_ERRORS_TEST_KEY'
@@ -65,7 +65,7 @@ CASES = {  # name: (script, args, words the error line must contain)
 
 @pytest.fixture(scope='module')
 def results(tmp_path_factory):
-    from dirlock import lock_dir, unlock_dir
+    from tinystories.dirlock import lock_dir, unlock_dir
     paths = setup(str(tmp_path_factory.mktemp('bad')))
     held = os.path.join(paths['locked'], 'diversity')
     lock_dir(held, 'diversity.py')  # as a diversity.py already running on that run would

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from atomic_write import atomic_write
+from tinystories.atomic_write import atomic_write
 
 
 def test_writes_str_and_bytes_and_makes_the_parent(tmp_path):

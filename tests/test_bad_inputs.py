@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from helpers import tiny_stories, write_byte_dataset, write_tiny_checkpoint
+from helpers import python_env, tiny_stories, write_byte_dataset, write_tiny_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ['--n_layer=2', '--n_head=2', '--n_embd=32', '--block_size=64', '--batch_size=4',
@@ -31,7 +31,6 @@ def fsync(fd):
     real_fsync(fd)
 os.fsync = fsync
 sys.argv = sys.argv[1:]
-sys.path.insert(0, os.path.dirname(sys.argv[0]))
 runpy.run_path(sys.argv[0], run_name='__main__')
 '''
 
@@ -158,7 +157,7 @@ def results(tmp_path_factory):
     def run(item):
         name, (tmp, cmd, env) = item
         r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                           env={**os.environ, 'OMP_NUM_THREADS': '1', **env})
+                           env=python_env(OMP_NUM_THREADS='1', **env))
         return name, (tmp, r)
     with ThreadPoolExecutor(max_workers=max(2, min(8, os.cpu_count() or 2))) as pool:
         return dict(pool.map(run, jobs.items()))

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from completions import check_settings, complete
+from tinystories.completions import check_settings, complete
 from model import GPT, GPTConfig
 
 EOT = 256

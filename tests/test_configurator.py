@@ -1,7 +1,7 @@
 """configurator.py: files then --key=value over a script's defaults, with one-line errors."""
 import pytest
 
-from configurator import configure
+from tinystories.configurator import configure
 
 
 def defaults():

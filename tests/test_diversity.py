@@ -5,7 +5,7 @@ import random
 import pytest
 
 from diversity import rouge_f, rouge_precision
-from kgram_index import KGramIndex, closest_brute_force, kgrams, words
+from tinystories.kgram_index import KGramIndex, closest_brute_force, kgrams, words
 
 
 def test_words_lowercase_and_keep_apostrophes():

@@ -2,7 +2,7 @@
 Hugging Face folder loads in transformers with no custom code, with logits equal to ours within
 1e-4, a tokenizer that encodes random Unicode exactly as ours, EOT as bos and eos, a README with
 the run's val bits/byte; a model GPT-Neo cannot hold is a one-line error; and the folder loads
-back through model.load_run."""
+back through checkpoint.load_run."""
 import hashlib
 import base64
 import json
@@ -16,9 +16,10 @@ import torch
 
 transformers = pytest.importorskip('transformers')
 
-import tokenizer as T  # noqa: E402
+from tinystories import tokenizer as T  # noqa: E402
 from hf_helpers import random_text, training_text  # noqa: E402
-from model import GPT, GPTConfig, load_run  # noqa: E402
+from model import GPT, GPTConfig  # noqa: E402
+from tinystories.checkpoint import load_run  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -14,8 +14,8 @@ import time
 import pytest
 
 import generate_data as gd
-from data_words import ADJECTIVES, NOUNS, VERBS
-from jsonl import read_jsonl
+from tinystories.words import ADJECTIVES, NOUNS, VERBS
+from tinystories.jsonl import read_jsonl
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEYS = {'id', 'story', 'instruction', 'summary', 'sentence', 'source'}
@@ -195,7 +195,7 @@ def test_a_corrupt_middle_line_in_a_shard_is_a_one_line_error(tmp_path):
 
 
 # ----------------------------------------------------------------------------- LLM backends
-from fake_openai import FakeOpenAI  # noqa: E402
+from tinystories.fake_openai import FakeOpenAI  # noqa: E402
 
 KEY = 'sk-test-NEVER-WRITE-ME-0123456789'
 

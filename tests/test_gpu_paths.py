@@ -5,7 +5,7 @@ each other, and the spec-sheet peaks."""
 import pytest
 import torch
 
-from hardware import spec_peak_flops
+from tinystories.hardware import spec_peak_flops
 from model import GPT, GPTConfig
 
 

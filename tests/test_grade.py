@@ -10,12 +10,12 @@ import sys
 import pytest
 import torch
 
-import gpt_eval
+from tinystories import gpt_eval
 import grade
-import probes
+from tinystories import probes
 from model import GPT, GPTConfig
-from data_words import word_used
-from tests.helpers import write_tiny_checkpoint
+from tinystories.words import word_used
+from helpers import write_tiny_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -75,7 +75,7 @@ def test_repo_data_files_are_valid():
 
 
 def test_probe_scores_follow_the_models_preferences(unigram_ckpt):
-    from model import load_run
+    from tinystories.checkpoint import load_run
     model, enc, ckpt = load_run(unigram_ckpt, 'cpu')
     items = [
         {'id': 'k1', 'category': 'knowledge', 'prompt': 'The', 'answer': 'aaa',
@@ -146,8 +146,8 @@ def test_words_score_counts_required_words(tmp_path):
     assert word_used('ball', 'The dogs jumped over a Ball.')
     assert not word_used('cat', 'He caught it.')
     # a model that only ever writes "a": every story is "aaaa...", so only the word "a" is used
-    from tokenizer import encoding_from_record
-    from tests.helpers import byte_tokenizer_record
+    from tinystories.tokenizer import encoding_from_record
+    from helpers import byte_tokenizer_record
     model = unigram_model({'a': 50.0})
     enc = encoding_from_record(byte_tokenizer_record())
     words = write_jsonl(tmp_path / 'w.jsonl', [{'words': ['b', 'c']}, {'words': ['aaaa', 'd']}])
@@ -244,7 +244,7 @@ def run_grade(args, env_key='sk-test-123'):
 
 
 def test_gpt_eval_end_to_end(tmp_path):
-    from tests.fake_openai import FakeOpenAI
+    from tinystories.fake_openai import FakeOpenAI
     out = str(tmp_path / 'run')
     write_tiny_checkpoint(out)
     prompts = write_jsonl(tmp_path / 'prompts.jsonl', [{'id': f'p{i}', 'prompt': p}
@@ -317,7 +317,7 @@ def test_gpt_eval_needs_a_key_for_the_real_api(tmp_path):
 
 
 def test_completions_resume_after_a_kill(tmp_path):
-    from model import load_run
+    from tinystories.checkpoint import load_run
     write_tiny_checkpoint(str(tmp_path))
     model, enc, ckpt = load_run(str(tmp_path), 'cpu')
     prompts = [{'id': f'p{i}', 'prompt': f'Once upon a time {i}'} for i in range(5)]
@@ -337,7 +337,7 @@ def test_completions_resume_after_a_kill(tmp_path):
 def test_too_long_prompts_are_reported_never_graded(tmp_path):
     """block_size 64: a prompt of 80 bytes has no room. It is marked, warned about, not sent to
     the grader and not scored as an empty completion; the prompts that fit are graded."""
-    from tests.fake_openai import FakeOpenAI
+    from tinystories.fake_openai import FakeOpenAI
     out = str(tmp_path / 'run')
     write_tiny_checkpoint(out, block_size=64)
     prompts = write_jsonl(tmp_path / 'prompts.jsonl', [
@@ -360,7 +360,7 @@ def test_too_long_prompts_are_reported_never_graded(tmp_path):
 def test_a_run_can_be_graded_while_it_trains_but_not_twice_at_once(unigram_ckpt, tmp_path):
     """grade.py locks <run>/grade/, not the run: train.py's lock on the run does not stop it,
     a second grade.py of the same run does."""
-    from dirlock import lock_dir, unlock_dir
+    from tinystories.dirlock import lock_dir, unlock_dir
     probes = write_jsonl(tmp_path / 'p.jsonl', [{'prompt': 'A', 'answer': 'aa', 'distractors': ['bb']}])
     cmd = [sys.executable, 'grade.py', f'--out_dir={unigram_ckpt}', '--probes', f'--probes_file={probes}',
            '--device=cpu']
@@ -377,7 +377,7 @@ def test_a_run_can_be_graded_while_it_trains_but_not_twice_at_once(unigram_ckpt,
 
 
 def test_gpt_eval_falls_back_when_structured_output_is_refused(tmp_path, monkeypatch):
-    from tests import fake_openai
+    from tinystories import fake_openai
     chat = fake_openai._Handler.chat
 
     def no_json_schema(handler, body):  # a server that does not know response_format

@@ -8,26 +8,26 @@ import sys
 import numpy as np
 import pytest
 
-from dataset import open_dataset
-from dirlock import lock_dir
-from helpers import tiny_stories, write_byte_dataset
-from jsonl import append_jsonl, read_jsonl
-from hardware import pick_device
-from prompts import read_prompts
+from tinystories.dataset import open_dataset
+from tinystories.dirlock import lock_dir
+from helpers import python_env, tiny_stories, write_byte_dataset
+from tinystories.jsonl import append_jsonl, read_jsonl
+from tinystories.hardware import pick_device
+from tinystories.prompts import read_prompts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HOLD = "import sys, time; sys.path.insert(0, {root!r}); from dirlock import lock_dir; " \
+HOLD = "import sys, time; from tinystories.dirlock import lock_dir; " \
        "lock_dir({path!r}, 'test'); print('held', flush=True); time.sleep(60)"
 
 
 def test_lock_refuses_a_second_writer_and_is_free_after_kill_9(tmp_path):
     path = str(tmp_path / 'run')
-    holder = subprocess.Popen([sys.executable, '-c', HOLD.format(root=ROOT, path=path)],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, '-c', HOLD.format(path=path)],
+                              stdout=subprocess.PIPE, text=True, env=python_env())
     assert holder.stdout.readline().strip() == 'held'
     try:
-        r = subprocess.run([sys.executable, '-c', HOLD.format(root=ROOT, path=path).replace(
-            "time.sleep(60)", "pass")], capture_output=True, text=True)
+        r = subprocess.run([sys.executable, '-c', HOLD.format(path=path).replace(
+            "time.sleep(60)", "pass")], capture_output=True, text=True, env=python_env())
         assert r.returncode != 0
         assert r.stderr.strip() == (f"error: {path} is in use by another test (pid {holder.pid}): wait "
                                     f"for it to finish or stop it, or use another directory")
@@ -40,11 +40,11 @@ def test_lock_refuses_a_second_writer_and_is_free_after_kill_9(tmp_path):
 
 def test_forked_children_do_not_keep_the_lock(tmp_path):
     path = str(tmp_path / 'data')
-    code = (f"import os, sys, time; sys.path.insert(0, {ROOT!r}); from dirlock import lock_dir; "
+    code = (f"import os, sys, time; from tinystories.dirlock import lock_dir; "
             f"lock_dir({path!r}); pid = os.fork()\n"
             f"if pid == 0: print(os.getpid(), flush=True); time.sleep(30); os._exit(0)\n"
             f"time.sleep(60)")  # the child prints once fork() has returned in it (hooks done)
-    parent = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE, text=True)
+    parent = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE, text=True, env=python_env())
     child = int(parent.stdout.readline())
     parent.kill()
     parent.wait()

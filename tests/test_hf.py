@@ -1,4 +1,4 @@
-"""hf.py and model.load_run on Hugging Face models: tiny random GPT-2 and GPT-Neo (local layers,
+"""hf.py and checkpoint.load_run on Hugging Face models: tiny random GPT-2 and GPT-Neo (local layers,
 window 8 < the sequence) made with transformers, each with a byte-level BPE trained here with
 tokenizers, saved to folders (safetensors + tokenizer.json; pytorch_model.bin + vocab.json and
 merges.txt) and served by a local hub for hf:OWNER/NAME. Our logits equal theirs within 1e-4,
@@ -15,10 +15,11 @@ import torch
 
 transformers = pytest.importorskip('transformers')
 
-import hf  # noqa: E402
-import tokenizer as T  # noqa: E402
+from tinystories import hf  # noqa: E402
+from tinystories import tokenizer as T  # noqa: E402
 from hf_helpers import EOT, FakeHub, random_text, tiny_hf_model, train_hf_tokenizer  # noqa: E402
-from model import GPT, load_run  # noqa: E402
+from model import GPT  # noqa: E402
+from tinystories.checkpoint import load_run  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -180,7 +181,7 @@ def test_eval_only_and_fine_tuning_on_a_models_tokenizer(folders, tmp_path):
     """train.py --eval_only scores a Hugging Face model in bits per byte as transformers does; on
     a dataset of another tokenizer it re-encodes the text (same number); --init_from fine-tunes."""
     from transformers import AutoModelForCausalLM
-    from dataset import open_dataset
+    from tinystories.dataset import open_dataset
     from helpers import write_byte_dataset
     stories = [' '.join(random.Random(i).choice(['Tom', 'ran', 'to', 'the', 'big', 'dog.', 'Lily',
                                                  'smiled.']) for _ in range(30)) for i in range(40)]

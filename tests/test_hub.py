@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-import hub
+from tinystories import hub
 from hf_helpers import EOT, FakeHub, closed_port_url
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import byte_tokenizer_record, write_tiny_checkpoint
+from helpers import byte_tokenizer_record, python_env, write_tiny_checkpoint
 from interpret import head_scores, label_heads, neuron_activations, rank_neurons
 from model import GPT, GPTConfig
 
@@ -234,13 +234,13 @@ def test_bad_input_is_one_line_error(tmp_path):
 
 def test_report_folder_is_locked(tmp_path):
     """interpret locks its own report folder: a second interpret of the same run is refused."""
-    from dirlock import lock_dir, unlock_dir
+    from tinystories.dirlock import lock_dir, unlock_dir
     out = str(tmp_path / 'run')
     write_tiny_checkpoint(out, n_layer=1)
-    holder = subprocess.Popen([sys.executable, '-c', 'import sys, time; sys.path.insert(0, sys.argv[1]); '
-                               'from dirlock import lock_dir; lock_dir(sys.argv[2]); print("held", flush=True); '
-                               'time.sleep(60)', ROOT, os.path.join(out, 'interpret')],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, '-c', 'import sys, time; '
+                               'from tinystories.dirlock import lock_dir; lock_dir(sys.argv[1]); print("held", flush=True); '
+                               'time.sleep(60)', os.path.join(out, 'interpret')],
+                              stdout=subprocess.PIPE, text=True, env=python_env())
     try:
         assert holder.stdout.readline().strip() == 'held'
         r = subprocess.run([sys.executable, os.path.join(ROOT, 'interpret.py'), f'--out_dir={out}'],

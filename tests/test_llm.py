@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-import llm
-from fake_openai import FakeOpenAI
+from tinystories import llm
+from tinystories.fake_openai import FakeOpenAI
 
 
 def requests_(n, prefix='r'):

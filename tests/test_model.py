@@ -124,7 +124,7 @@ def test_attention_maps_are_causal_distributions():
 
 
 def test_orthogonalize_flattens_singular_values():
-    from optim import orthogonalize
+    from tinystories.optim import orthogonalize
     torch.manual_seed(0)
     for m, n in ((16, 48), (48, 16)):
         k = min(m, n)

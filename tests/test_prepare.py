@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-import tokenizer as T
-from dataset import open_dataset
+from tinystories import tokenizer as T
+from tinystories.dataset import open_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = ['Lily', 'Tom', 'Ben', 'Mia', 'Sue', 'Max']
@@ -252,7 +252,7 @@ def test_a_read_only_data_dir_is_one_line_error(tmp_path):
 
 
 def test_a_second_prepare_on_one_data_dir_is_refused(tmp_path):
-    import dirlock
+    from tinystories import dirlock
     out = str(tmp_path / 'ds')
     dirlock.lock_dir(out, 'test')
     try:
@@ -285,7 +285,7 @@ def test_kill_9_mid_run_then_an_immediate_rerun_succeeds(tmp_path):
     lock is free at once all the same (without dirlock's at-fork close it is not)."""
     import signal
     import time
-    import dirlock
+    from tinystories import dirlock
     src = write_txt(tmp_path / 'a.txt', make_stories(40000))
     out = tmp_path / 'ds'
     args = [sys.executable, os.path.join(ROOT, 'prepare.py'), f'--source={src}', f'--data_dir={out}',

@@ -1,4 +1,4 @@
-"""probes.py: the probe-set generator (reproduces eval/probes.jsonl byte for byte, deterministic
+"""tinystories/probes.py (python -m tinystories.probes): the probe-set generator (reproduces eval/probes.jsonl byte for byte, deterministic
 per seed, large, varied, no duplicates, no answer among its distractors) and the standard errors."""
 import collections
 import json
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-import probes
+from tinystories import probes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO_FILE = os.path.join(ROOT, 'eval', 'probes.jsonl')
@@ -23,11 +23,11 @@ def test_generator_reproduces_the_repo_file_byte_for_byte():
 
 def test_cli_writes_the_same_bytes(tmp_path):
     out = tmp_path / 'p.jsonl'
-    run = subprocess.run([sys.executable, 'probes.py', '--seed=3', '--per_category=40', f'--out={out}'],
+    run = subprocess.run([sys.executable, '-m', 'tinystories.probes', '--seed=3', '--per_category=40', f'--out={out}'],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert out.read_text(encoding='utf-8') == probes.probes_jsonl(probes.generate_probes(3, 40))
-    bad = subprocess.run([sys.executable, 'probes.py', '--per_category=0', f'--out={out}'],
+    bad = subprocess.run([sys.executable, '-m', 'tinystories.probes', '--per_category=0', f'--out={out}'],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and bad.stderr.strip().startswith('error: --per_category=0')
 

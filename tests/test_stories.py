@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-import stories
-from stories import StoryError, iter_stories
+from tinystories import stories
+from tinystories.stories import StoryError, iter_stories
 
 
 def test_txt_jsonl_json_and_directory(tmp_path):

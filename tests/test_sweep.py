@@ -154,7 +154,7 @@ def test_token_budget_becomes_steps(tmp_path, data):
 
 
 def test_instruct_conditions_and_scores():
-    from instruct_eval import conditions, field_line, score, summary_nouns
+    from tinystories.instruct_eval import conditions, field_line, score, summary_nouns
     conds = conditions('Summary,Words')
     assert conds == {'none': ([], False), 'Summary': (['Summary'], False), 'Words': (['Words'], False),
                      'Summary+Words': (['Summary', 'Words'], True)}
@@ -173,7 +173,7 @@ def test_instruct_conditions_and_scores():
 def test_gpt_eval_scores_reach_results_and_report(tmp_path, data):
     """With a grader configured (a stand-in server on 127.0.0.1), each run is graded once and
     its mean scores land at the top level of its record and in the report's table."""
-    from tests.fake_openai import FakeOpenAI
+    from tinystories.fake_openai import FakeOpenAI
     prompts = tmp_path / 'prompts.jsonl'
     prompts.write_text(''.join(json.dumps({'id': f'p{i}', 'prompt': p}) + '\n'
                                for i, p in enumerate(['Tom had a red', 'Mia saw a big'])))

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import regex
 
-import tokenizer as T
-from dataset import open_dataset
+from tinystories import tokenizer as T
+from tinystories.dataset import open_dataset
 
 STORIES = [
     "Once upon a time, there was a little cat named Tom. Tom liked to play.",

@@ -14,7 +14,7 @@ statement of whether this sweep shows it (Eldan & Li 2023):
 import math
 import os
 
-from atomic_write import atomic_write
+from tinystories.atomic_write import atomic_write
 
 CATEGORIES = ('knowledge', 'reasoning', 'context')
 SCORES = ('grammar', 'creativity', 'consistency', 'plot')
@@ -293,7 +293,7 @@ def instruct_section(results):
            "Paper (Figure 13): an Instruct model follows a combination of instructions it never saw "
            f"together in training (here: {rows[0]['instruct_holdout']}). **Records from the offline "
            "generator** (template stories, not TinyStories-Instruct); the prompts come from fresh "
-           "records (another seed). Words: share of the required words used (data_words.word_used); "
+           "records (another seed). Words: share of the required words used (words.word_used); "
            "summary nouns: share of the summary's nouns in the project's vocabulary that appear in "
            "the story. 'none' is the baseline: the story the model writes with no instruction.", '',
            '| run | prompt lines | held out of training | prompts | words used | summary nouns used |',

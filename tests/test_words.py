@@ -1,9 +1,9 @@
-"""data_words.word_used, the one word matcher (generation's validation, grading, the sweep):
+"""words.word_used, the one word matcher (generation's validation, grading, the sweep):
 inflections and irregular forms count as using a word, near-misses that merely share letters
 do not."""
 import pytest
 
-from data_words import (ADJECTIVES, IRREGULAR_ADJECTIVES, IRREGULAR_NOUNS, IRREGULAR_VERBS, NOUNS,
+from tinystories.words import (ADJECTIVES, IRREGULAR_ADJECTIVES, IRREGULAR_NOUNS, IRREGULAR_VERBS, NOUNS,
                         VERBS, word_forms, word_used)
 
 USED = [  # (word, text that uses it)

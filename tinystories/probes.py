@@ -10,7 +10,7 @@ This file holds both halves:
    names, objects, places and order. The repo's eval/probes.jsonl is its output, and a test
    checks that it is reproduced byte for byte:
 
-       python probes.py --seed=1 --per_category=250 --out=eval/probes.jsonl
+       python -m tinystories.probes --seed=1 --per_category=250 --out=eval/probes.jsonl
 
 2. the scoring engine grade.py --probes calls: run_probes() batches every (prompt, candidate)
    pair through the model, and reports accuracy per category with its binomial standard error
@@ -23,12 +23,12 @@ import random
 
 import torch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repo (this file is in tinystories/)
 
 # -----------------------------------------------------------------------------
 seed = 1
 per_category = 250
-out = os.path.join(HERE, 'eval', 'probes.jsonl')
+out = os.path.join(ROOT, 'eval', 'probes.jsonl')
 # -----------------------------------------------------------------------------
 
 CATEGORIES = ('knowledge', 'reasoning', 'context')
@@ -464,7 +464,7 @@ def probes_jsonl(items):
 # ----------------------------------------------------------------------------- scoring
 def load_probes(path):
     """Probe items: {"id", "category", "prompt", "answer", "distractors": [...]}."""
-    from jsonl import read_jsonl
+    from tinystories.jsonl import read_jsonl
     items = read_jsonl(path, missing_ok=False)
     if not items:
         raise SystemExit(f"error: probes file {path} is empty")
@@ -576,12 +576,12 @@ def probes_table(report):
 
 # ----------------------------------------------------------------------------- instruction following
 def run_words(model, enc, path, template, max_new_tokens, temperature, seed, batch_size):
-    """Instruction following: the fraction of required words that appear (data_words.word_used,
+    """Instruction following: the fraction of required words that appear (words.word_used,
     the matcher generation validates with) in stories generated from `Words:` prompts, as the
     paper checked its Instruct models. A prompt too long for the context is marked, not scored."""
-    from completions import complete
-    from data_words import word_used
-    from jsonl import read_jsonl
+    from tinystories.completions import complete
+    from tinystories.words import word_used
+    from tinystories.jsonl import read_jsonl
     items = read_jsonl(path, missing_ok=False)
     if not items:
         raise SystemExit(f"error: words file {path} is empty")
@@ -607,8 +607,8 @@ def run_words(model, enc, path, template, max_new_tokens, temperature, seed, bat
 
 # ----------------------------------------------------------------------------- the generator's command line
 if __name__ == '__main__':
-    from atomic_write import atomic_write
-    from configurator import configure
+    from tinystories.atomic_write import atomic_write
+    from tinystories.configurator import configure
     configure(globals())
     if per_category < 1:
         raise SystemExit(f"error: --per_category={per_category}: must be 1 or more")

@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from tokenizer import check_ids, make_encoding, read_tiktoken
+from tinystories.tokenizer import check_ids, make_encoding, read_tiktoken
 
 DTYPES = {'uint16': 2 ** 16, 'uint32': 2 ** 32}  # dtype -> how many ids it can hold
 

@@ -17,9 +17,9 @@ import os
 import time
 from collections import Counter
 
-from atomic_write import atomic_write
-from llm import classify, error_text, estimate_cost, make_client, retry_after_of, retry_delay
-from progress import progress
+from tinystories.atomic_write import atomic_write
+from tinystories.llm_client import classify, error_text, estimate_cost, make_client, retry_after_of, retry_delay
+from tinystories.progress import progress
 
 DONE = ('completed', 'failed', 'expired', 'cancelled')
 

@@ -21,7 +21,7 @@ import os
 import tarfile
 import zlib
 
-from tokenizer import EOT
+from tinystories.tokenizer import EOT
 
 SEP_BYTES = EOT.encode()
 EXTENSIONS = ('.txt', '.jsonl', '.json', '.tar.gz')

@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-from progress import progress as progress_bar
+from tinystories.progress import progress as progress_bar
 
 WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")  # words, lower-cased: "Lily's" is one word
 

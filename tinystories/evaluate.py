@@ -16,8 +16,8 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
-from hardware import measure_peak_flops
-from progress import progress
+from tinystories.hardware import measure_peak_flops
+from tinystories.progress import progress
 
 
 def pick_autocast(device, dtype='auto'):
@@ -76,7 +76,7 @@ def score_model(location, dataset, batch_size=32, device='cpu', dtype='auto'):
     """Print a model's whole-val-split loss and bits per byte on `dataset`: any model location
     (a run of ours, a Hugging Face folder, hf:OWNER/NAME), so the paper's released models are
     scored exactly as ours. A model with another tokenizer reads the text re-encoded in its own."""
-    from model import load_run
+    from tinystories.checkpoint import load_run
     model, enc, info = load_run(location, device)
     data = dataset.for_model(enc, info['tokenizer'])
     note = '' if data is dataset else f" (the text re-encoded with the model's {enc.n_vocab:,}-token tokenizer)"

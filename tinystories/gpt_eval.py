@@ -142,7 +142,7 @@ def grade_completions(samples, run_llm, structured=True):
     for the grades. A grade answer that does not parse is rejected, so llm.run asks again (up
     to its max_rejects); if it never parses, the record keeps the last answer, error
     'unparseable', and no scores. Returns one record per sample, in order."""
-    import llm  # only GPT-Eval needs the client (and the openai package)
+    from tinystories import llm  # only GPT-Eval needs the client (and the openai package)
     records = [dict(s, assessment=None, grades_text=None, scores=None, error=None) for s in samples]
     by_key = {r['key']: r for r in records}
     turn1 = [{'custom_id': f"{r['key']}/assess", 'params': {'max_tokens': 600},

@@ -8,7 +8,7 @@ A story is a hero, a thing (the noun, described by the adjective), a problem (a 
 friend when the Conflict feature asks for one, otherwise a mishap) and an ending, happy or bad,
 with each feature (Dialogue, Twist, BadEnding, MoralValue, Foreshadowing, Conflict) switched on or
 off. Every sentence is drawn from a few alternatives by the spec's own random stream, so the same
-spec always gives the same story and stories vary a lot. Its words: data_words.py.
+spec always gives the same story and stories vary a lot. Its words: tinystories/words.py.
 """
 NAMES_GIRL = ('Lily Mia Sue Amy Lucy Emma Anna Ella Zoe Kate Rose Ruby Daisy Molly Sara Jane Lila '
               'Maya Ivy Nora Bella Chloe Grace Hannah Sophie Tina Wendy Pam Kim Jill').split()

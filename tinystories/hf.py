@@ -4,7 +4,7 @@ Hugging Face model folders <-> our GPT and tiktoken encodings.
     model, enc, info = load_hf('hf:roneneldan/TinyStories-33M', 'cpu')    # or a local folder
     enc, record = load_tokenizer('hf:roneneldan/TinyStories-33M')           # the tokenizer alone
 
-model.load_run calls load_hf for every location that is not a run of ours; export.py goes the
+checkpoint.load_run calls load_hf for every location that is not a run of ours; export.py goes the
 other way (hf_config, hf_weights, tokenizer_json). Nothing from a folder is ever executed:
 safetensors are read by the safetensors package, pytorch_model.bin by torch.load(weights_only=True).
 
@@ -35,9 +35,9 @@ from urllib.parse import quote
 
 import torch
 
-import hub
+from tinystories import hub
 from model import GPT, GPTConfig
-from tokenizer import EOT, GPT2_PAT_STR
+from tinystories.tokenizer import EOT, GPT2_PAT_STR
 
 ACTIVATIONS = {'gelu': 'gelu', 'gelu_new': 'gelu_tanh', 'gelu_pytorch_tanh': 'gelu_tanh',
                'gelu_fast': 'gelu_tanh'}

@@ -25,7 +25,7 @@ import heapq
 import numpy as np
 import regex
 
-from atomic_write import atomic_write
+from tinystories.atomic_write import atomic_write
 
 EOT = '<|endoftext|>'
 # GPT-2's pre-tokenising regex with GPT-4's case-insensitive contractions, and digits one at a
@@ -123,7 +123,7 @@ def bpe_merges(word_counts, num_merges, progress=False):
     merges = []
     bar = None
     if progress:
-        from progress import progress as progress_bar
+        from tinystories.progress import progress as progress_bar
         bar = progress_bar(total=num_merges, desc='bpe merges', unit='merge', leave=False)
     while len(merges) < num_merges and heap:
         neg, pair = heapq.heappop(heap)
@@ -227,6 +227,14 @@ def check_ids(ranks, meta, where):
     if meta['eot_token'] != len(ranks) or meta['vocab_size'] != len(ranks) + 1:
         raise SystemExit(f"error: {where}: tokenizer has {len(ranks)} tokens but meta says "
                          f"vocab_size={meta['vocab_size']}, eot_token={meta['eot_token']}")
+
+
+def byte_tokenizer_record():
+    """The checkpoint record of a BPE with no merges: the 256 bytes, then EOT (256). A tokenizer
+    with nothing to train, for the benchmarks and the tests."""
+    text = ''.join(f"{base64.b64encode(bytes([i])).decode()} {i}\n" for i in range(256))
+    return {'name': 'bytes', 'pat_str': GPT2_PAT_STR, 'tiktoken': text,
+            'sha256': hashlib.sha256(text.encode()).hexdigest(), 'eot_token': 256, 'vocab_size': 257}
 
 
 def encoding_from_record(record):

@@ -8,10 +8,10 @@ the layout prepare.py --format=instruct trains on ("Summary: ...", "Words: a, b,
 "Story:"), under four conditions: no instruction (the baseline: what the model writes anyway),
 each held-out line alone (seen in training), and the held-out combination (never seen). Each
 story is scored on
-  words           the share of the record's required words it uses (data_words.word_used, the
+  words           the share of the record's required words it uses (words.word_used, the
                   matcher generate_data.py validates its stories with);
   summary_nouns   the share of the summary's nouns that are in the project's vocabulary
-                  (data_words.NOUNS) and appear in it.
+                  (words.NOUNS) and appear in it.
 Both scores are computed under every condition, so each can be read against its baseline.
 """
 import glob
@@ -19,15 +19,15 @@ import json
 import os
 import re
 
-from atomic_write import atomic_write
-from data_words import NOUNS, word_used
+from tinystories.atomic_write import atomic_write
+from tinystories.words import NOUNS, word_used
 
 NOUN_SET = set(NOUNS)
 
 
 def read_records(records_dir, n):
     """The first n records of a generate_data.py folder (its shards, in order)."""
-    from jsonl import read_jsonl
+    from tinystories.jsonl import read_jsonl
     records = []
     for shard in sorted(glob.glob(os.path.join(records_dir, 'stories-*.jsonl'))):
         records += read_jsonl(shard)
@@ -76,7 +76,7 @@ def instruct_scores(run_dir, records_dir, holdout, n_items, max_new_tokens, devi
         with open(path, encoding='utf-8') as f:
             return {'instruct': json.load(f)['scores']}
     import torch
-    from model import load_run
+    from tinystories.checkpoint import load_run
     model, enc, ckpt = load_run(run_dir, device)
     eot = enc.eot_token
     records = read_records(records_dir, n_items)

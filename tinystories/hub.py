@@ -22,9 +22,9 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from atomic_write import atomic_write
-from dirlock import lock_dir
-from tokenizer import EOT
+from tinystories.atomic_write import atomic_write
+from tinystories.dirlock import lock_dir
+from tinystories.tokenizer import EOT
 
 # what a model folder needs: its config, one weights file (the first of these that the repo has),
 # and the tokenizer files it has

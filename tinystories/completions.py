@@ -22,8 +22,8 @@ import sys
 
 import torch
 
-from jsonl import append_jsonl, read_jsonl
-from progress import progress
+from tinystories.jsonl import append_jsonl, read_jsonl
+from tinystories.progress import progress
 
 
 def check_settings(**settings):

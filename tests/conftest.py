@@ -1,7 +1,0 @@
-"""Shared test set-up: run from the repo root so the stage scripts import as modules."""
-import os
-import sys
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)

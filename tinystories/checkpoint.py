@@ -1,0 +1,55 @@
+"""
+Loading a model location into a model and its tokenizer: the one loader every stage uses.
+
+A location is a run of ours (a folder with ckpt.pt, or the .pt path itself), a Hugging Face model
+folder (config.json + weights), or hf:OWNER/NAME[@REVISION] (downloaded once through hub.py; the
+folder's conversion is hf.py's). Kept out of model.py, so the model file is only the model.
+"""
+import os
+
+import torch
+
+from model import GPT, GPTConfig
+from tinystories.hardware import pick_device
+from tinystories.tokenizer import encoding_from_record
+
+
+def load_checkpoint(path, device='cpu'):
+    """(model, checkpoint dict) from out_dir/ckpt.pt (or a .pt path), in eval mode.
+
+    weights_only=True: a checkpoint is data, and loading it must not run code from the file."""
+    if os.path.isdir(path):
+        path = os.path.join(path, 'ckpt.pt')
+    if not os.path.isfile(path):
+        raise SystemExit(f"error: no checkpoint at {path} (train one with train.py --out_dir=...)")
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+        model = GPT(GPTConfig(**ckpt['model_args']))
+        model.load_state_dict(ckpt['model'])
+    except Exception as e:  # truncated, empty, random bytes, a pickle with code, another format
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:100]
+        if reason.startswith('Weights only load failed'):
+            reason = 'not a weights-only torch file'
+        raise SystemExit(f"error: {path} is not a readable checkpoint of this repo ({reason}); "
+                         f"train again, or resume from an intact copy")
+    return model.to(device).eval(), ckpt
+
+
+def load_run(out_dir, device='auto'):
+    """(model, encoding, info): what the later stages (sample, grade, diversity, interpret) need
+    from a model location, the model in eval mode and its tokenizer. The location is a run of
+    ours (a directory with ckpt.pt; info is the checkpoint dict), a Hugging Face model folder
+    (config.json + weights), or hf:OWNER/NAME[@REVISION] (downloaded once; both are hf.py's).
+    info always has tokenizer (its eot_token ...), model_args, config, kind ('run' | 'hf') and
+    report_dir (where a stage writes its reports). device 'auto': cuda if there is one, else cpu."""
+    device = pick_device(device)
+    if out_dir.startswith('hf:') or (os.path.isfile(os.path.join(out_dir, 'config.json')) and
+                                     not os.path.exists(os.path.join(out_dir, 'ckpt.pt'))):
+        from tinystories.hf import load_hf
+        return load_hf(out_dir, device)
+    model, ckpt = load_checkpoint(out_dir, device)
+    if 'tokenizer' not in ckpt:
+        raise SystemExit(f"error: {out_dir}/ckpt.pt has no tokenizer record")
+    ckpt.update(kind='run', report_dir=out_dir if os.path.isdir(out_dir) else os.path.dirname(out_dir))
+    return model, encoding_from_record(ckpt['tokenizer']), ckpt
+
