@@ -16,7 +16,6 @@ torch.compile and never saved in checkpoints: GPT.loss_impl, local_attention, pa
 train.py sets e.g. `model.loss_impl = 'plain'`; each defaults to 'auto', which picks per device.
 """
 import math
-import os
 from dataclasses import dataclass
 
 import torch

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tinystories import llm
+from tinystories import llm, llm_client
 from tinystories.fake_openai import FakeOpenAI
 
 
@@ -53,7 +53,7 @@ def test_retry_after_is_honoured(server, tmp_path):
     t0 = time.perf_counter()
     report, got = run(server, requests_(1), tmp_path)
     assert len(got) == 1 and time.perf_counter() - t0 >= 0.4
-    assert llm.retry_delay(1, retry_after=3.0) >= 3.0 and llm.retry_delay(20) <= 30.0
+    assert llm_client.retry_delay(1, retry_after=3.0) >= 3.0 and llm_client.retry_delay(20) <= 30.0
 
 
 def test_an_answer_received_is_never_paid_for_twice(server, tmp_path):
@@ -174,7 +174,7 @@ def test_the_key_is_masked_in_errors_a_server_echoes(tmp_path, monkeypatch):
         with pytest.raises(SystemExit) as e:
             run(server, requests_(3), tmp_path)
     assert 'Incorrect API key' in str(e.value) and key not in str(e.value) and 'SECRET' not in str(e.value)
-    assert llm.mask(f'bad key {key}!', {'api_key_env': 'OPENAI_API_KEY'}) == 'bad key sk-***!'
+    assert llm_client.mask(f'bad key {key}!', {'api_key_env': 'OPENAI_API_KEY'}) == 'bad key sk-***!'
 
 
 def test_a_server_failing_every_request_stops_the_run_after_a_streak(server, tmp_path):

@@ -49,14 +49,13 @@ says why, and a re-run continues. The Batch API backend is in llm_batch.py.
 import asyncio
 import json
 import os
-import random
 import sys
 import time
 from collections import Counter
 
 from tinystories.jsonl import append_jsonl, read_jsonl, repair_jsonl
-from tinystories.llm_client import (classify, error_name, error_text, estimate_cost, make_client, mask,
-                                    retry_after_of, retry_delay)
+from tinystories.llm_client import (classify, cost_of, error_name, error_text, estimate_cost, make_client,
+                                    price_of, retry_after_of, retry_delay)
 from tinystories.progress import progress
 
 SHARED_KEYS = ('backend', 'model', 'grader_model', 'base_url', 'api_key_env', 'concurrency',
