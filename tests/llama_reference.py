@@ -1,0 +1,117 @@
+"""References for Llama-style models, written straight from llama2.c's run.c, slow and plain, for the
+tests to hold the fast code (and, later, model.py's Llama block) against.
+
+- reference_encode / reference_decode: run.c's encode() and decode(), loop for loop (a rescan of
+  the whole sequence for every merge).
+- reference_forward: the transformer in plain torch over a whole sequence (RMSNorm, RoPE on
+  consecutive pairs of dimensions, grouped-query attention, SwiGLU), on the weights dict of
+  tinystories/llama2c.py.
+- reference_generate: run.c's greedy loop: BOS, the prompt, argmax until BOS or `steps` positions.
+"""
+import math
+import re
+
+import torch
+import torch.nn.functional as F
+
+BOS, EOS = 1, 2
+
+
+def reference_encode(pieces, scores, text, bos=False, eos=False):
+    """run.c's encode(text, bos, eos) over pieces (bytes) and scores (floats)."""
+    def lookup(s):  # run.c: bsearch in the sorted vocabulary; -1 when absent
+        for i, p in enumerate(pieces):
+            if p == s:
+                return i
+        return -1
+    data = text.encode('utf-8')
+    tokens = [BOS] if bos else []
+    if data:
+        tokens.append(lookup(b' '))  # add_dummy_prefix
+        assert tokens[-1] != -1, "run.c needs a ' ' piece for its dummy prefix"
+    buf = b''
+    for i, c in enumerate(data):
+        if c & 0xC0 != 0x80:  # not a continuation byte: a new code point starts
+            buf = b''
+        buf += bytes([c])
+        if i + 1 < len(data) and data[i + 1] & 0xC0 == 0x80 and len(buf) < 4:
+            continue
+        tid = lookup(buf)
+        if tid != -1:
+            tokens.append(tid)
+        else:  # byte fallback: <unk>, <s>, </s> come first, so byte b is id b + 3
+            tokens.extend(b + 3 for b in buf)
+        buf = b''
+    while True:
+        best_score, best_id, best_idx = -1e10, -1, -1
+        for i in range(len(tokens) - 1):
+            tid = lookup(pieces[tokens[i]] + pieces[tokens[i + 1]])
+            if tid != -1 and scores[tid] > best_score:
+                best_score, best_id, best_idx = scores[tid], tid, i
+        if best_idx == -1:
+            break
+        tokens[best_idx:best_idx + 2] = [best_id]
+    if eos:
+        tokens.append(EOS)
+    return tokens
+
+
+def reference_decode(pieces, prev_token, token):
+    """run.c's decode(prev_token, token): the bytes one token prints."""
+    piece = pieces[token]
+    if prev_token == BOS and piece[:1] == b' ':
+        piece = piece[1:]
+    m = re.fullmatch(rb'<0x([0-9A-Fa-f]{2})>', piece)
+    return bytes([int(m.group(1), 16)]) if m else piece
+
+
+def rmsnorm(x, weight, eps=1e-5):
+    return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
+
+
+def rope(x, theta=10000.0):
+    """x (T, heads, head_size): dims (2j, 2j+1) of position t rotate by t * theta^(-2j/head_size)."""
+    T, _, hs = x.shape
+    freqs = 1.0 / theta ** (torch.arange(0, hs, 2, dtype=torch.float32) / hs)
+    angle = torch.outer(torch.arange(T, dtype=torch.float32), freqs)[:, None, :]
+    cos, sin = torch.cos(angle).to(x.dtype), torch.sin(angle).to(x.dtype)
+    x0, x1 = x[..., 0::2], x[..., 1::2]
+    return torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1).flatten(-2)
+
+
+@torch.no_grad()
+def reference_forward(weights, config, tokens):
+    """Logits (T, vocab) for a 1-D sequence of token ids."""
+    d, nh, nkv = config['dim'], config['n_heads'], config['n_kv_heads']
+    hs, T = d // nh, len(tokens)
+    w = weights
+    x = w['tok_embeddings.weight'][torch.as_tensor(tokens)]
+    causal = torch.ones(T, T, dtype=torch.bool).tril()
+    for i in range(config['n_layers']):
+        def lw(name):
+            return w[f'layers.{i}.{name}.weight']
+        h = rmsnorm(x, lw('attention_norm'))
+        q = rope((h @ lw('attention.wq').T).view(T, nh, hs))
+        k = rope((h @ lw('attention.wk').T).view(T, nkv, hs))
+        v = (h @ lw('attention.wv').T).view(T, nkv, hs)
+        # query head h reads key/value head h // (nh / nkv), as run.c's (h / kv_mul)
+        k, v = k.repeat_interleave(nh // nkv, dim=1), v.repeat_interleave(nh // nkv, dim=1)
+        att = torch.einsum('thd,shd->hts', q, k) / math.sqrt(hs)
+        att = att.masked_fill(~causal, float('-inf')).softmax(dim=-1)
+        x = x + torch.einsum('hts,shd->thd', att, v).reshape(T, d) @ lw('attention.wo').T
+        h = rmsnorm(x, lw('ffn_norm'))
+        x = x + (F.silu(h @ lw('feed_forward.w1').T) * (h @ lw('feed_forward.w3').T)) @ lw('feed_forward.w2').T
+    x = rmsnorm(x, w['norm.weight'])
+    return x @ w.get('output.weight', w['tok_embeddings.weight']).T
+
+
+def reference_generate(weights, config, prompt_ids, steps):
+    """run.c's greedy generate(): positions 0..steps-1 from BOS and the prompt; stops at BOS.
+    Returns the tokens after BOS (the prompt's included), as run.c prints them."""
+    tokens = [BOS] + list(prompt_ids)
+    while len(tokens) < steps + 1:
+        nxt = int(reference_forward(weights, config, tokens)[-1].argmax())
+        if nxt == BOS:
+            break
+        tokens.append(nxt)
+    return tokens[1:]
