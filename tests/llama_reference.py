@@ -19,11 +19,12 @@ BOS, EOS = 1, 2
 
 def reference_encode(pieces, scores, text, bos=False, eos=False):
     """run.c's encode(text, bos, eos) over pieces (bytes) and scores (floats)."""
+    index = {}
+    for i, p in enumerate(pieces):
+        index.setdefault(p, i)
+
     def lookup(s):  # run.c: bsearch in the sorted vocabulary; -1 when absent
-        for i, p in enumerate(pieces):
-            if p == s:
-                return i
-        return -1
+        return index.get(s, -1)
     data = text.encode('utf-8')
     tokens = [BOS] if bos else []
     if data:
