@@ -28,6 +28,7 @@ Rotary order: llama2.c (like Meta's Llama) rotates consecutive pairs of a head's
 key rows of each head are permuted between the two layouts (hf_rows / llama2c_rows); attention
 scores are sums over a head's dimensions, so they do not change, and neither do the logits.
 """
+import math
 import struct
 
 import numpy as np
@@ -120,16 +121,16 @@ def read_checkpoint(path):
         fail(f"cannot read llama2.c checkpoint {path}: {e.strerror or e}")
     config, version, offset = parse_header(data[:HEADER_BYTES].tobytes(), path)
     order = tensor_order(config, version)
-    expected = offset + 4 * sum(int(np.prod(shape)) for _, shape in order)
+    expected = offset + 4 * sum(math.prod(shape) for _, shape in order)
     if len(data) != expected:
         fail(f"{path}: {len(data):,} bytes, but its header {config} describes {expected:,} "
              f"(a torn or foreign file)")
     floats = data[offset:].view('<f4')
     weights, at = {}, 0
     for name, shape in order:
-        n = int(np.prod(shape))
+        n = math.prod(shape)
         if name not in ROPE_TABLES:
-            weights[name] = torch.from_numpy(floats[at:at + n].astype(np.float32).reshape(shape))
+            weights[name] = torch.from_numpy(floats[at:at + n].astype(np.float32, copy=False).reshape(shape))
         at += n
     return weights, dict(config, version=version)
 
