@@ -13,8 +13,8 @@ import torch
 
 from llama_reference import reference_decode, reference_encode, reference_forward, reference_generate
 from tinystories import llama2c as L
-from tinystories.llama2c_tokenizer import (Llama2cTokenizer, parse_tokenizer_bin, special_pieces,
-                                           tokenizer_bin, write_tokenizer_bin)
+from tinystories.llama2c_tokenizer import (Llama2cTokenizer, from_tokenizer_json, parse_tokenizer_bin,
+                                           special_pieces, tokenizer_bin, tokenizer_json, write_tokenizer_bin)
 from tinystories.tokenizer import byte_tokenizer_record
 from tinystories.tokenizer_interface import TiktokenTokenizer, tokenizer_from_record
 
@@ -123,10 +123,10 @@ ALPHABET = list('abcdeonst ') + ['\n', 'é', 'ö', '你', '好']
 UNSEEN = ['😀', 'ß', 'Ω', '\t', 'z']  # not pieces: byte fallback (4, 2, 2, 1 and 1 bytes)
 
 
-def random_vocab(seed, spaces_inside):
+def random_vocab(seed, spaces_inside, distinct_scores=False):
     """special pieces, the alphabet, then random concatenations of earlier pieces with scores from
-    a small range (so equal scores, and the leftmost rule, happen often). spaces_inside: some
-    pieces hold a space after another character (no cutting at spaces then)."""
+    a small range (so equal scores, and the leftmost rule, happen often; or all distinct).
+    spaces_inside: some pieces hold a space after another character (no cutting at spaces then)."""
     rng = random.Random(seed)
     pieces = special_pieces() + [ch.encode() for ch in ALPHABET]
     scores = [0.0] * len(pieces)
@@ -138,7 +138,7 @@ def random_vocab(seed, spaces_inside):
             continue
         known.add(p)
         pieces.append(p)
-        scores.append(float(rng.randrange(-12, 0)))
+        scores.append(-float(len(pieces)) if distinct_scores else float(rng.randrange(-12, 0)))
     return pieces, scores
 
 
@@ -224,6 +224,30 @@ def test_both_kinds_meet_the_interface():
         tokenizer_from_record(bad)
     with pytest.raises(SystemExit, match='^error: tokenizer record of unknown kind'):
         tokenizer_from_record({'kind': 'sentencepiece-model'})
+
+
+def test_tokenizer_json_encodes_as_hugging_face_does():
+    """tokenizer.json written from a tokenizer.bin: Hugging Face's tokenizers library encodes and
+    decodes as we do; read back, it encodes as the original."""
+    tokenizers = pytest.importorskip('tokenizers')
+    import json
+    pieces, scores = random_vocab(6, False, distinct_scores=True)
+    tok = Llama2cTokenizer(tokenizer_bin(pieces, scores), 'tok')
+    tj = tokenizer_json(tok)
+    hf = tokenizers.Tokenizer.from_str(json.dumps(tj))
+    back = from_tokenizer_json(json.loads(json.dumps(tj)))
+    assert back.vocab_size == tok.vocab_size and back.pieces[3:] == tok.pieces[3:]
+    for text in random_texts(6, 200):
+        ids = tok.encode(text)
+        assert hf.encode(text, add_special_tokens=False).ids == ids == back.encode(text), repr(text)
+        assert hf.decode(ids) == tok.decode([1] + ids)
+    assert hf.encode('a').ids[0] == tok.start_token  # Hugging Face adds BOS itself
+    for broken, words in ((dict(tj, model=dict(tj['model'], byte_fallback=False)), 'byte fallback'),
+                          (dict(tj, normalizer=None), 'dummy'),
+                          (dict(tj, model=dict(tj['model'], merges=[['x', 'y']])), 'makes no token')):
+        with pytest.raises(SystemExit) as e:
+            from_tokenizer_json(broken)
+        assert str(e.value).startswith('error: tokenizer.json: ') and words in str(e.value)
 
 
 # -----------------------------------------------------------------------------

@@ -236,3 +236,87 @@ class Llama2cTokenizer:
         if hashlib.sha256(data).hexdigest() != record.get('sha256'):
             fail("llama2.c tokenizer record is corrupt (sha256 mismatch)")
         return cls(data, record.get('name', 'tokenizer'), record.get('stop_token', BOS))
+
+
+# -----------------------------------------------------------------------------
+# Hugging Face's tokenizer.json (a BPE with byte fallback, as transformers converts Llama's)
+
+SPACE = '\u2581'  # sentencepiece's '▁', which tokenizer.json keeps and tokenizer.bin writes as ' '
+HF_SPECIALS = ['<unk>', '<s>', '</s>']
+
+
+def tokenizer_json(tok):
+    """tokenizer.json (a dict) that encodes as tok does: the vocabulary with '▁' for spaces, and as
+    merges every split of each piece into two pieces, best score first. Hugging Face's BPE merges by
+    rank where run.c merges by score; they agree whenever scores are distinct, except where two
+    different pairs making the same piece overlap (x+y == y+z, as ab+a and a+ba): then run.c
+    takes the leftmost and Hugging Face the lower rank. Pieces must be UTF-8 text."""
+    def text(i):
+        return HF_SPECIALS[i] if i < len(HF_SPECIALS) else tok.pieces[i].decode('utf-8').replace(' ', SPACE)
+    vocab = {text(i): i for i in range(tok.vocab_size)}
+    merges = []
+    for i in sorted(range(BYTE_OFFSET + 256, tok.vocab_size), key=lambda i: (-tok.scores[i], i)):
+        piece = tok.pieces[i]
+        if not tok.scores[i] > MIN_SCORE or tok.id_of[piece] != i:
+            continue  # a piece run.c never merges into
+        for cut in range(1, len(piece)):
+            left, right = tok.id_of.get(piece[:cut]), tok.id_of.get(piece[cut:])
+            if left is not None and right is not None:
+                merges.append([text(left), text(right)])
+    special = [{'id': i, 'content': c, 'single_word': False, 'lstrip': False, 'rstrip': False,
+                'normalized': False, 'special': True} for i, c in enumerate(HF_SPECIALS)]
+    return {
+        'version': '1.0', 'truncation': None, 'padding': None, 'added_tokens': special,
+        'normalizer': {'type': 'Sequence', 'normalizers': [
+            {'type': 'Prepend', 'prepend': SPACE},  # the dummy space
+            {'type': 'Replace', 'pattern': {'String': ' '}, 'content': SPACE}]},
+        'pre_tokenizer': None,
+        'post_processor': {'type': 'TemplateProcessing',
+                           'single': [{'SpecialToken': {'id': '<s>', 'type_id': 0}},
+                                      {'Sequence': {'id': 'A', 'type_id': 0}}],
+                           'pair': [{'SpecialToken': {'id': '<s>', 'type_id': 0}},
+                                    {'Sequence': {'id': 'A', 'type_id': 0}},
+                                    {'SpecialToken': {'id': '<s>', 'type_id': 1}},
+                                    {'Sequence': {'id': 'B', 'type_id': 1}}],
+                           'special_tokens': {'<s>': {'id': '<s>', 'ids': [BOS], 'tokens': ['<s>']}}},
+        'decoder': {'type': 'Sequence', 'decoders': [
+            {'type': 'Replace', 'pattern': {'String': SPACE}, 'content': ' '},
+            {'type': 'ByteFallback'}, {'type': 'Fuse'},
+            {'type': 'Strip', 'content': ' ', 'start': 1, 'stop': 0}]},
+        'model': {'type': 'BPE', 'dropout': None, 'unk_token': '<unk>', 'continuing_subword_prefix': None,
+                  'end_of_word_suffix': None, 'fuse_unk': True, 'byte_fallback': True,
+                  'ignore_merges': False, 'vocab': vocab, 'merges': merges},
+    }
+
+
+def from_tokenizer_json(tj, name='tokenizer', where='tokenizer.json'):
+    """A Llama2cTokenizer from a Llama tokenizer.json (a dict): BPE with byte fallback, <unk> <s>
+    </s> and the 256 byte pieces first, a dummy '▁' in front. A piece's score is minus the rank of
+    its best merge; pieces no merge makes get scores run.c never merges into."""
+    model = tj.get('model') or {}
+    if model.get('type') != 'BPE' or not model.get('byte_fallback'):
+        fail(f"{where}: not a BPE with byte fallback (sentencepiece-style, as Llama's)")
+    normalizers = (tj.get('normalizer') or {}).get('normalizers') or [tj.get('normalizer') or {}]
+    prepends = any(n.get('type') == 'Prepend' and n.get('prepend') == SPACE for n in normalizers) or \
+        (tj.get('pre_tokenizer') or {}).get('prepend_scheme') in ('first', 'always')
+    if not prepends:
+        fail(f"{where}: no dummy '{SPACE}' in front of the text (the encoder here always adds it)")
+    vocab = dict(model['vocab'])
+    for t in tj.get('added_tokens') or []:
+        vocab.setdefault(t['content'], t['id'])
+    if sorted(vocab.values()) != list(range(len(vocab))):
+        fail(f"{where}: token ids are not 0..{len(vocab) - 1}")
+    texts = sorted(vocab, key=vocab.get)
+    if texts[:BYTE_OFFSET] != HF_SPECIALS or texts[BYTE_OFFSET:BYTE_OFFSET + 256] != \
+            [f'<0x{b:02X}>' for b in range(256)]:
+        fail(f"{where}: ids 0-258 must be <unk>, <s>, </s> and <0x00>..<0xFF>, as llama2.c's")
+    pieces = special_pieces() + [t.replace(SPACE, ' ').encode('utf-8') for t in texts[BYTE_OFFSET + 256:]]
+    scores = [0.0] * (BYTE_OFFSET + 256) + [-2e10] * (len(texts) - BYTE_OFFSET - 256)
+    for rank, merge in enumerate(model.get('merges') or []):
+        left, right = merge.split(' ') if isinstance(merge, str) else merge
+        i = vocab.get(left + right)
+        if i is None:
+            fail(f"{where}: merge {rank} ({left!r}, {right!r}) makes no token of the vocabulary")
+        if i >= BYTE_OFFSET + 256:
+            scores[i] = max(scores[i], -float(rank))
+    return Llama2cTokenizer(tokenizer_bin(pieces, scores), name, where=where)
