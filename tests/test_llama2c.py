@@ -114,6 +114,10 @@ def test_bad_checkpoints_are_one_line_errors(tmp_path):
         assert msg.startswith('error: ') and '\n' not in msg and words in msg, (name, msg)
     with pytest.raises(SystemExit, match='^error: cannot read llama2.c checkpoint'):
         L.read_checkpoint(str(tmp_path / 'missing.bin'))
+    # a weight of the wrong shape stops the writer, and the file it would have replaced is intact
+    with pytest.raises(ValueError, match='norm.weight has shape'):
+        L.write_checkpoint(str(good), dict(random_weights(c), **{'norm.weight': torch.ones(3)}), c)
+    assert good.read_bytes() == data and not any(p.name.startswith('.') for p in tmp_path.iterdir())
 
 
 # -----------------------------------------------------------------------------
