@@ -10,7 +10,8 @@ The folder holds:
   local attention, GPT-Neo's (GPTNeoForCausalLM) for one with it. hf.py maps the weights exactly;
   a model that neither can hold (GPT-Neo has no query biases) is a one-line error saying why.
 - tokenizer.json (+ tokenizer_config.json): our tiktoken tokenizer written as a byte-level BPE
-  that encodes every string exactly as ours does (hf.tokenizer_json).
+  that encodes every string exactly as ours does (hf.tokenizer_json), and a chat template
+  (CHAT_TEMPLATE) so that OpenAI-compatible servers can serve the model on the chat endpoint.
 - generation_config.json: <|endoftext|> as bos and eos.
 - README.md: how the model was trained (config, data, val bits/byte from log.jsonl), and that it
   expects <|endoftext|> before a prompt, as every story in training had one.
@@ -27,6 +28,19 @@ out_dir = 'out'           # the model: a run of ours (or any location checkpoint
 hf_dir = ''               # the folder to write
 overwrite = False         # replace hf_dir if it exists
 # -----------------------------------------------------------------------------
+
+# The chat template for a story model (Jinja, as transformers, vLLM and llama.cpp read it). The
+# model follows no instructions: it continues a story. So a conversation becomes the start of a
+# story: the token every training story came after (bos_token: our <|endoftext|>, a Llama-style
+# tokenizer's <s>), then the messages' text in order, the model's own earlier answers included
+# as the story's continuation. System messages are left out: they are instructions, not story.
+# No generation prompt is added: the answer is the story's next words.
+CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for message in messages if message['role'] != 'system' %}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] if part['type'] == 'text' %}{{ part['text'] }}{% endfor %}"
+    "{% endif %}{% endfor %}")
 
 
 def fail(msg):
@@ -113,7 +127,8 @@ def main():
     write('tokenizer_config.json', {'tokenizer_class': 'PreTrainedTokenizerFast',
                                     'bos_token': enc.decode([eot]), 'eos_token': enc.decode([eot]),
                                     'model_max_length': model.config.block_size,
-                                    'clean_up_tokenization_spaces': False})
+                                    'clean_up_tokenization_spaces': False,
+                                    'chat_template': CHAT_TEMPLATE})
     atomic_write(os.path.join(tmp, 'README.md'),
                  readme(os.path.basename(os.path.abspath(hf_dir)), model, info, hf_cfg))
     if os.path.isdir(hf_dir):
