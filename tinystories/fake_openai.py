@@ -14,7 +14,9 @@ Usage:
     server.chat_calls, server.auth_headers, server.batches   # what it saw
 
 `faults` is a queue: each chat request pops one (if any) and misbehaves that way (also
-'refusal', and '401-echo': a 401 whose message repeats the key it was sent, as some servers do);
+'refusal'; '401-echo': a 401 whose message repeats the key it was sent, as some servers do;
+'400': a 400 whose JSON message is `error_message`, which may name the key's last 10 characters
+as {key_end}; 'text-500': a 500 whose body is plain text, as uvicorn answers a crash);
 `always` (e.g. '500') is the fault of every request once the queue is empty. `respond(body)` makes
 an answer's text from the request body: by default a short story that uses every word the
 prompt quotes, so generate_data's validation accepts it. Batches finish after `batch_polls`
@@ -47,6 +49,7 @@ class FakeOpenAI:
         self.latency, self.respond, self.timeout_sleep = latency, respond, timeout_sleep
         self.batch_polls, self.retry_after_ms = batch_polls, retry_after_ms
         self.faults = []             # queue of faults for the next chat requests
+        self.error_message = "This model's maximum context length is 128 tokens"   # of a '400'
         self.always = None            # the fault of every request after the queue
         self.batch_fail_once = set()  # custom_ids that fail in the first batch holding them
         self.chat_calls = 0           # chat requests received (faulty ones included)
@@ -222,6 +225,17 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == '401-echo':
             key = self.headers.get('Authorization', '').replace('Bearer ', '')
             return self.send_json(401, {'error': {'message': f'Incorrect API key provided: {key}'}})
+        if fault == '400':
+            key = self.headers.get('Authorization', '').replace('Bearer ', '')
+            return self.send_json(400, {'error': {'message': fake.error_message.format(key_end=key[-10:]),
+                                                  'type': 'invalid_request_error'}})
+        if fault == 'text-500':
+            data = b'Internal Server Error'
+            self.send_response(500)
+            self.send_header('Content-Type', 'text/plain; charset=utf-8')
+            self.send_header('Content-Length', str(len(data)))
+            self.end_headers()
+            return self.wfile.write(data)
         if fault == 'timeout':
             time.sleep(fake.timeout_sleep)
             return
