@@ -85,15 +85,33 @@ def readme(name, model, info, hf_cfg):
                  + (" (the final whole-split evaluation)" if ev.get('final') else " (an estimate)")
                  if ev else "not recorded (no log.jsonl)."), "",
              f"Every training story came after `<|endoftext|>` (id {eot}), so put it before a "
-             f"prompt; the model ends a story with it too:", "",
+             f"prompt; the model ends a story with it too. Its context is {c.block_size} tokens "
+             f"(`model_max_length`): the prompt and the new tokens together must fit in it (past "
+             f"it, transformers fails with an IndexError), hence `max_new_tokens` below:", "",
              "```python",
              "from transformers import AutoModelForCausalLM, AutoTokenizer",
              f"tok = AutoTokenizer.from_pretrained('{name}')",
              f"model = AutoModelForCausalLM.from_pretrained('{name}')",
              "ids = tok(tok.eos_token + 'Once upon a time', return_tensors='pt').input_ids",
-             "out = model.generate(ids, max_new_tokens=200, do_sample=True, top_k=50)",
+             "out = model.generate(ids, max_new_tokens=tok.model_max_length - ids.shape[1], "
+             "do_sample=True, top_k=50)",
              "print(tok.decode(out[0, 1:], skip_special_tokens=True))",
-             "```", ""]
+             "```", "",
+             "## Serving it",
+             "",
+             "The tokenizer carries a chat template for a story model: `<|endoftext|>`, then the "
+             "messages' text as the story's beginning (system messages left out), so an "
+             "OpenAI-compatible server serves the model on `/v1/chat/completions` as well as "
+             "`/v1/completions`; the answer is the story's continuation. With transformers "
+             "(`pip install \"transformers[serving]\"`):", "",
+             "```sh",
+             f"transformers serve ./{name} --host 127.0.0.1 --port 8000 --device cpu",
+             "curl http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' -d '"
+             f'{{"model": "./{name}", "messages": [{{"role": "user", "content": "Once upon a time"}}], '
+             f'"max_tokens": {max(1, min(200, c.block_size // 2))}}}\'',
+             "```", "",
+             f"A request whose prompt and `max_tokens` exceed the {c.block_size}-token context fails "
+             "(transformers serve answers HTTP 500).", ""]
     if cfg:
         lines += ["The training configuration (train.py's keys):", "", "```json",
                   json.dumps(cfg, indent=1, sort_keys=True, default=str), "```", ""]
