@@ -38,8 +38,7 @@ from tinystories.jsonl import read_jsonl  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEED = 7            # generate_data's seed: story 0's words go into the served story
-STORY = ('Once upon a time , little Lily saw VERB NOUN ADJECTIVE and smiled . She played '
-         'with her friend Tom in the park all day then went home to sleep').split()
+STORY = 'Once upon a time , Lily saw VERB NOUN ADJECTIVE and smiled . Then she slept'.split()
 
 
 def chain_model(words, block_size, n_embd=128):
@@ -172,8 +171,8 @@ def test_a_direct_chat_request_continues_the_story(served):
 def generate(served, stories_dir, *extra):
     return subprocess.run([sys.executable, 'generate_data.py', '--backend=openai', f'--seed={SEED}',
                            f"--base_url={served['base_url']}", f"--model={served['model']}",
-                           f'--stories_dir={stories_dir}', '--num_stories=3', '--max_tokens=60',
-                           '--min_words=20', '--max_rejects=1', '--concurrency=1', '--timeout=30', *extra],
+                           f'--stories_dir={stories_dir}', '--num_stories=3', '--max_tokens=30',
+                           '--min_words=10', '--max_rejects=1', '--concurrency=1', '--timeout=30', *extra],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
@@ -216,7 +215,7 @@ def grade(served, grader, *extra):
     prompts = served['tmp'] / 'prompts.jsonl'
     prompts.write_text(json.dumps({'id': 'p0', 'prompt': 'Once upon a time'}) + '\n')
     return subprocess.run([sys.executable, 'grade.py', f"--out_dir={served['run']}", f'--prompts_file={prompts}',
-                           '--device=cpu', '--num_samples=1', '--max_new_tokens=40', '--batch_size=1',
+                           '--device=cpu', '--num_samples=1', '--max_new_tokens=20', '--batch_size=1',
                            f"--base_url={served['base_url']}", f'--grader_model={grader}',
                            '--parse_retries=1', '--concurrency=1', *extra],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -243,3 +242,16 @@ def test_grade_with_the_served_model_as_grader(served):
     assert r.stderr.count('error') == 1
     records = read_jsonl(os.path.join(served['run'], 'grade', 'completions.jsonl'))
     assert records[0]['error'] == why
+
+
+def test_the_chat_template_and_the_model_card(served):
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(served['model'])
+    chat = [{'role': 'system', 'content': 'Be brief.'}, {'role': 'user', 'content': 'Once upon'},
+            {'role': 'assistant', 'content': ' a time'}, {'role': 'user', 'content': ', a cat'}]
+    # <|endoftext|>, then the conversation as one story; the system message left out
+    assert tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True) == \
+        '<|endoftext|>Once upon a time, a cat'
+    card = open(os.path.join(served['model'], 'README.md')).read()
+    assert 'Its context is 2048 tokens' in card and 'max_new_tokens=tok.model_max_length - ids.shape[1]' in card
+    assert 'transformers serve ./hf --host 127.0.0.1' in card and '"max_tokens": 200' in card
