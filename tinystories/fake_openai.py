@@ -138,9 +138,11 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def send_json(self, code, obj, headers=()):
-        data = json.dumps(obj).encode()
+        self.send_raw(code, json.dumps(obj).encode(), 'application/json', headers)
+
+    def send_raw(self, code, data, content_type, headers=()):
         self.send_response(code)
-        self.send_header('Content-Type', 'application/json')
+        self.send_header('Content-Type', content_type)
         self.send_header('Content-Length', str(len(data)))
         for k, v in headers:
             self.send_header(k, v)
@@ -180,12 +182,7 @@ class _Handler(BaseHTTPRequestHandler):
             fake.auth_headers.add(self.headers.get('Authorization', ''))
             m = re.search(r'/files/([\w-]+)/content$', self.path)
             if m and m.group(1) in fake.files:
-                data = fake.files[m.group(1)]['data']
-                self.send_response(200)
-                self.send_header('Content-Type', 'application/octet-stream')
-                self.send_header('Content-Length', str(len(data)))
-                self.end_headers()
-                return self.wfile.write(data)
+                return self.send_raw(200, fake.files[m.group(1)]['data'], 'application/octet-stream')
             m = re.search(r'/batches/([\w-]+)$', self.path)
             if m and m.group(1) in fake.batches:
                 b = fake.batches[m.group(1)]
@@ -230,12 +227,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self.send_json(400, {'error': {'message': fake.error_message.format(key_end=key[-10:]),
                                                   'type': 'invalid_request_error'}})
         if fault == 'text-500':
-            data = b'Internal Server Error'
-            self.send_response(500)
-            self.send_header('Content-Type', 'text/plain; charset=utf-8')
-            self.send_header('Content-Length', str(len(data)))
-            self.end_headers()
-            return self.wfile.write(data)
+            return self.send_raw(500, b'Internal Server Error', 'text/plain; charset=utf-8')
         if fault == 'timeout':
             time.sleep(fake.timeout_sleep)
             return
@@ -245,12 +237,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.close()
             return
         if fault == 'malformed':
-            data = b'{"id": "chatcmpl-1", "choices": [{"mess'
-            self.send_response(200)
-            self.send_header('Content-Type', 'application/json')
-            self.send_header('Content-Length', str(len(data)))
-            self.end_headers()
-            return self.wfile.write(data)
+            return self.send_raw(200, b'{"id": "chatcmpl-1", "choices": [{"mess', 'application/json')
         content = {'empty': '', 'refusal': "I'm sorry, but I can't help with that."}.get(fault)
         if content is None:
             content = fake.respond(body)
