@@ -10,7 +10,8 @@ The folder holds:
   local attention, GPT-Neo's (GPTNeoForCausalLM) for one with it. hf.py maps the weights exactly;
   a model that neither can hold (GPT-Neo has no query biases) is a one-line error saying why.
 - tokenizer.json (+ tokenizer_config.json): our tiktoken tokenizer written as a byte-level BPE
-  that encodes every string exactly as ours does (hf.tokenizer_json).
+  that encodes every string exactly as ours does (hf.tokenizer_json), and a chat template
+  (CHAT_TEMPLATE) so that OpenAI-compatible servers can serve the model on the chat endpoint.
 - generation_config.json: <|endoftext|> as bos and eos.
 - README.md: how the model was trained (config, data, val bits/byte from log.jsonl), and that it
   expects <|endoftext|> before a prompt, as every story in training had one.
@@ -27,6 +28,19 @@ out_dir = 'out'           # the model: a run of ours (or any location checkpoint
 hf_dir = ''               # the folder to write
 overwrite = False         # replace hf_dir if it exists
 # -----------------------------------------------------------------------------
+
+# The chat template for a story model (Jinja, as transformers, vLLM and llama.cpp read it). The
+# model follows no instructions: it continues a story. So a conversation becomes the start of a
+# story: the token every training story came after (bos_token: our <|endoftext|>, a Llama-style
+# tokenizer's <s>), then the messages' text in order, the model's own earlier answers included
+# as the story's continuation. System messages are left out: they are instructions, not story.
+# No generation prompt is added: the answer is the story's next words.
+CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for message in messages if message['role'] != 'system' %}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] if part['type'] == 'text' %}{{ part['text'] }}{% endfor %}"
+    "{% endif %}{% endfor %}")
 
 
 def fail(msg):
@@ -71,15 +85,33 @@ def readme(name, model, info, hf_cfg):
                  + (" (the final whole-split evaluation)" if ev.get('final') else " (an estimate)")
                  if ev else "not recorded (no log.jsonl)."), "",
              f"Every training story came after `<|endoftext|>` (id {eot}), so put it before a "
-             f"prompt; the model ends a story with it too:", "",
+             f"prompt; the model ends a story with it too. Its context is {c.block_size} tokens "
+             f"(`model_max_length`): the prompt and the new tokens together must fit in it (past "
+             f"it, transformers fails with an IndexError), hence `max_new_tokens` below:", "",
              "```python",
              "from transformers import AutoModelForCausalLM, AutoTokenizer",
              f"tok = AutoTokenizer.from_pretrained('{name}')",
              f"model = AutoModelForCausalLM.from_pretrained('{name}')",
              "ids = tok(tok.eos_token + 'Once upon a time', return_tensors='pt').input_ids",
-             "out = model.generate(ids, max_new_tokens=200, do_sample=True, top_k=50)",
+             "out = model.generate(ids, max_new_tokens=tok.model_max_length - ids.shape[1], "
+             "do_sample=True, top_k=50)",
              "print(tok.decode(out[0, 1:], skip_special_tokens=True))",
-             "```", ""]
+             "```", "",
+             "## Serving it",
+             "",
+             "The tokenizer carries a chat template for a story model: `<|endoftext|>`, then the "
+             "messages' text as the story's beginning (system messages left out), so an "
+             "OpenAI-compatible server serves the model on `/v1/chat/completions` as well as "
+             "`/v1/completions`; the answer is the story's continuation. With transformers "
+             "(`pip install \"transformers[serving]\"`):", "",
+             "```sh",
+             f"transformers serve ./{name} --host 127.0.0.1 --port 8000 --device cpu",
+             "curl http://127.0.0.1:8000/v1/chat/completions -H 'Content-Type: application/json' -d '"
+             f'{{"model": "./{name}", "messages": [{{"role": "user", "content": "Once upon a time"}}], '
+             f'"max_tokens": {max(1, min(200, c.block_size // 2))}}}\'',
+             "```", "",
+             f"A request whose prompt and `max_tokens` exceed the {c.block_size}-token context fails "
+             "(transformers serve answers HTTP 500).", ""]
     if cfg:
         lines += ["The training configuration (train.py's keys):", "", "```json",
                   json.dumps(cfg, indent=1, sort_keys=True, default=str), "```", ""]
@@ -113,7 +145,8 @@ def main():
     write('tokenizer_config.json', {'tokenizer_class': 'PreTrainedTokenizerFast',
                                     'bos_token': enc.decode([eot]), 'eos_token': enc.decode([eot]),
                                     'model_max_length': model.config.block_size,
-                                    'clean_up_tokenization_spaces': False})
+                                    'clean_up_tokenization_spaces': False,
+                                    'chat_template': CHAT_TEMPLATE})
     atomic_write(os.path.join(tmp, 'README.md'),
                  readme(os.path.basename(os.path.abspath(hf_dir)), model, info, hf_cfg))
     if os.path.isdir(hf_dir):

@@ -271,11 +271,14 @@ def run_llm(writer, wanted):
 
 
 def why_unfinished(report):
-    """'stopped at max_requests; failed: http 500 x12; rejected: too short x3' (from llm's report)."""
+    """'stopped: max_requests; failed: http 400 x12 (the server said: ...); rejected: too short x3'
+    (from llm's report: each failing status with one reason the server gave)."""
+    from tinystories.llm import failures_text
     parts = [f"stopped: {report['stopped']}"] if report.get('stopped') else []
-    for key in ('failed', 'rejected'):
-        if report.get(key):
-            parts.append(f"{key}: " + ', '.join(f'{k} x{v}' for k, v in report[key].items()))
+    if report.get('failed'):
+        parts.append('failed: ' + failures_text(report))
+    if report.get('rejected'):
+        parts.append('rejected: ' + ', '.join(f'{k} x{v}' for k, v in report['rejected'].items()))
     if any('Connection' in k or 'Timeout' in k for k in report.get('failed', {})):
         parts.append(f'is the server at {base_url or "api.openai.com"} up?')
     return '; '.join(parts) or 'not answered'

@@ -24,6 +24,7 @@ import hashlib
 import json
 import math
 import os
+from collections import Counter
 
 from tinystories.atomic_write import atomic_write
 from tinystories.completions import check_settings, complete, file_fingerprint
@@ -255,6 +256,11 @@ def main_gpt_eval():
         print(f"{len(bad)} completions not scored (see 'error' in completions.jsonl): "
               f"{', '.join(bad[:10])}{' ...' if len(bad) > 10 else ''}")
     print(f"wrote {grade_dir}/completions.jsonl, summary.json, summary.md")
+    failed = Counter(r['error'] for r in records if r['error'] not in (None, 'unparseable', 'too_long'))
+    if failed:  # the grader never answered these (unparseable and too long are results, not failures)
+        raise SystemExit(f"error: {sum(failed.values())} of {len(records)} completions got no grade: "
+                         + '; '.join(f'{why} (x{n})' for why, n in failed.items())
+                         + "; re-run the same command to continue them")
 
 
 def main():

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tinystories import llm, llm_client
+from tinystories import gpt_eval, llm, llm_client
 from tinystories.fake_openai import FakeOpenAI
 
 
@@ -183,3 +183,26 @@ def test_a_server_failing_every_request_stops_the_run_after_a_streak(server, tmp
     assert got == [] and len(report['unfinished']) == 40
     assert server.chat_calls == llm.FAILURE_STREAK and report['failed'] == {'http 500': llm.FAILURE_STREAK}
     assert report['stopped'].startswith(f'{llm.FAILURE_STREAK} requests in a row failed')
+
+
+def test_the_servers_reason_is_kept_beside_its_status_and_the_key_masked(tmp_path, monkeypatch):
+    key = 'sk-test-SECRET-0123456789'
+    monkeypatch.setenv('OPENAI_API_KEY', key)
+    settings = {'api_key_env': 'OPENAI_API_KEY'}
+    # any run of 6 or more of the key's characters is masked, not only the whole key
+    assert llm_client.mask('key ending in 0123456789, or T-0123', settings) == 'key ending in ***, or ***'
+    assert llm_client.mask('sk-te and 01234: 5 in a row', settings) == 'sk-te and 01234: 5 in a row'
+    with FakeOpenAI() as server:
+        server.error_message = 'prompt too long for the context ({key_end})'
+        server.faults += ['400', '400', 'text-500']
+        report, got = run(server, requests_(4), tmp_path, concurrency=1, max_retries=0)
+    # counts key on the status alone; the server's words sit beside it, once per status
+    assert report['failed'] == {'http 400': 2, 'http 500': 1} and len(got) == 1
+    assert report['reasons'] == {'http 400': 'prompt too long for the context (***)',
+                                 'http 500': 'Internal Server Error'}
+    assert llm.failures_text(report) == ('http 400 x2 (the server said: prompt too long for the '
+                                         'context (***)); http 500 x1 (the server said: Internal Server Error)')
+    assert gpt_eval.no_answer(dict(report, stopped=None)) == 'no answer: ' + llm.failures_text(report)
+    assert '0123456789' not in json.dumps(report)
+    long = type('E', (), {'response': type('R', (), {'text': json.dumps({'detail': 'x' * 500})})()})()
+    assert llm_client.server_reason(long, settings) == 'x' * llm_client.REASON_CHARS + '...'

@@ -14,7 +14,9 @@ Usage:
     server.chat_calls, server.auth_headers, server.batches   # what it saw
 
 `faults` is a queue: each chat request pops one (if any) and misbehaves that way (also
-'refusal', and '401-echo': a 401 whose message repeats the key it was sent, as some servers do);
+'refusal'; '401-echo': a 401 whose message repeats the key it was sent, as some servers do;
+'400': a 400 whose JSON message is `error_message`, which may name the key's last 10 characters
+as {key_end}; 'text-500': a 500 whose body is plain text, as uvicorn answers a crash);
 `always` (e.g. '500') is the fault of every request once the queue is empty. `respond(body)` makes
 an answer's text from the request body: by default a short story that uses every word the
 prompt quotes, so generate_data's validation accepts it. Batches finish after `batch_polls`
@@ -47,6 +49,7 @@ class FakeOpenAI:
         self.latency, self.respond, self.timeout_sleep = latency, respond, timeout_sleep
         self.batch_polls, self.retry_after_ms = batch_polls, retry_after_ms
         self.faults = []             # queue of faults for the next chat requests
+        self.error_message = "This model's maximum context length is 128 tokens"   # of a '400'
         self.always = None            # the fault of every request after the queue
         self.batch_fail_once = set()  # custom_ids that fail in the first batch holding them
         self.chat_calls = 0           # chat requests received (faulty ones included)
@@ -135,9 +138,11 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def send_json(self, code, obj, headers=()):
-        data = json.dumps(obj).encode()
+        self.send_raw(code, json.dumps(obj).encode(), 'application/json', headers)
+
+    def send_raw(self, code, data, content_type, headers=()):
         self.send_response(code)
-        self.send_header('Content-Type', 'application/json')
+        self.send_header('Content-Type', content_type)
         self.send_header('Content-Length', str(len(data)))
         for k, v in headers:
             self.send_header(k, v)
@@ -177,12 +182,7 @@ class _Handler(BaseHTTPRequestHandler):
             fake.auth_headers.add(self.headers.get('Authorization', ''))
             m = re.search(r'/files/([\w-]+)/content$', self.path)
             if m and m.group(1) in fake.files:
-                data = fake.files[m.group(1)]['data']
-                self.send_response(200)
-                self.send_header('Content-Type', 'application/octet-stream')
-                self.send_header('Content-Length', str(len(data)))
-                self.end_headers()
-                return self.wfile.write(data)
+                return self.send_raw(200, fake.files[m.group(1)]['data'], 'application/octet-stream')
             m = re.search(r'/batches/([\w-]+)$', self.path)
             if m and m.group(1) in fake.batches:
                 b = fake.batches[m.group(1)]
@@ -222,6 +222,12 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == '401-echo':
             key = self.headers.get('Authorization', '').replace('Bearer ', '')
             return self.send_json(401, {'error': {'message': f'Incorrect API key provided: {key}'}})
+        if fault == '400':
+            key = self.headers.get('Authorization', '').replace('Bearer ', '')
+            return self.send_json(400, {'error': {'message': fake.error_message.format(key_end=key[-10:]),
+                                                  'type': 'invalid_request_error'}})
+        if fault == 'text-500':
+            return self.send_raw(500, b'Internal Server Error', 'text/plain; charset=utf-8')
         if fault == 'timeout':
             time.sleep(fake.timeout_sleep)
             return
@@ -231,12 +237,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.close()
             return
         if fault == 'malformed':
-            data = b'{"id": "chatcmpl-1", "choices": [{"mess'
-            self.send_response(200)
-            self.send_header('Content-Type', 'application/json')
-            self.send_header('Content-Length', str(len(data)))
-            self.end_headers()
-            return self.wfile.write(data)
+            return self.send_raw(200, b'{"id": "chatcmpl-1", "choices": [{"mess', 'application/json')
         content = {'empty': '', 'refusal': "I'm sorry, but I can't help with that."}.get(fault)
         if content is None:
             content = fake.respond(body)

@@ -194,10 +194,13 @@ def grade_completions(samples, run_llm, structured=True):
 
 
 def no_answer(report):
-    """Why a request got no answer, as far as llm.run's report tells."""
+    """Why a request got no answer, as far as llm.run's report tells: with the server's own
+    reason for each failing status."""
+    from tinystories.llm import failures_text
+    failed = failures_text(report) if report['failed'] else ''
     if report['stopped']:
-        return f"not sent: {report['stopped']} reached"
-    return 'no answer: ' + (', '.join(f"{k} ({n})" for k, n in report['failed'].items()) or 'unknown')
+        return f"not sent: {report['stopped']} reached" + (f"; failed: {failed}" if failed else '')
+    return 'no answer: ' + (failed or 'unknown')
 
 
 # ----------------------------------------------------------------------------- the summary

@@ -29,12 +29,17 @@ Public API (stable):
              PRICES[model], or 0 for models it does not know), poll_seconds, batch_max_requests,
              desc (progress-bar label), out_tokens_guess (for the estimate).
   report     {"requests", "answers", "cached", "kept", "rejected": {reason: n}, "failed":
-             {reason: n}, "retries": {error: n}, "stopped": None or "max_requests"/"max_cost_usd",
+             {reason: n}, "reasons": {reason: the server's words}, "retries": {error: n},
+             "stopped": None or "max_requests"/"max_cost_usd",
              "prompt_tokens", "completion_tokens", "cost_usd", "spent_usd_total",
-             "unfinished": [custom_id, ...]}.
+             "unfinished": [custom_id, ...]}. A failure's reason is its status ("http 400", or
+             the client's error: "APITimeoutError"), what counts and matching key on; "reasons"
+             holds, for each, the first ~200 characters of one error body the server sent with
+             it (key masked), which failure messages show (failures_text).
 
     llm.settings_from(namespace)   the shared keys above, picked out of a stage's globals()
     llm.estimate_cost(requests, model, batch=False, price=None, out_tokens_guess=None)
+    llm.failures_text(report)   'http 400 x3 (the server said: ...)', one reason per status
     llm.followup(request, answer, text, custom_id)   a multi-turn request: request's messages,
              the assistant's answer, then a new user turn. A 2-turn job runs as two run() calls
              on one state_dir: turn 1's results build turn 2's requests.
@@ -55,7 +60,7 @@ from collections import Counter
 
 from tinystories.jsonl import append_jsonl, read_jsonl, repair_jsonl
 from tinystories.llm_client import (classify, cost_of, error_name, error_text, estimate_cost, make_client,
-                                    price_of, retry_after_of, retry_delay)
+                                    price_of, retry_after_of, retry_delay, server_reason)
 from tinystories.progress import progress
 
 SHARED_KEYS = ('backend', 'model', 'grader_model', 'base_url', 'api_key_env', 'concurrency',
@@ -76,6 +81,14 @@ def followup(request, answer, text, custom_id):
     return {'custom_id': custom_id, 'params': dict(request.get('params', {})),
             'messages': list(request['messages']) + [{'role': 'assistant', 'content': answer},
                                                      {'role': 'user', 'content': text}]}
+
+
+def failures_text(report):
+    """'http 400 x3 (the server said: prompt too long); APITimeoutError x1 (...)': each failure
+    count with one reason the server gave for it."""
+    reasons = report.get('reasons') or {}
+    return '; '.join(f'{k} x{n}' + (f' (the server said: {reasons[k]})' if reasons.get(k) else '')
+                     for k, n in report['failed'].items())
 
 
 # ----------------------------------------------------------------------------- the log
@@ -132,6 +145,7 @@ class Job:
         self.by_id = {r['custom_id']: r for r in requests}
         self.rejects = Counter()          # per custom_id
         self.rejected, self.failed, self.retries = Counter(), Counter(), Counter()   # per reason
+        self.reasons = {}                 # per failure reason: the server's words, the first time
         self.stopped = None               # why the run stopped early (a budget, a dead server)
         self.streak = 0                   # requests failed in a row
         self.sent = self.answers = self.cached = self.kept = 0
@@ -158,9 +172,12 @@ class Job:
         self.stopped = self.stopped or self.over_budget()
         return self.stopped
 
-    def fail(self, reason):
-        """A request is given up (after its retries): counted, and a streak of them stops the run."""
+    def fail(self, reason, detail=''):
+        """A request is given up (after its retries): counted by reason (its status), the
+        server's `detail` kept once per reason, and a streak of them stops the run."""
         self.failed[reason] += 1
+        if detail and reason not in self.reasons:
+            self.reasons[reason] = detail
         self.streak += 1
         if self.streak >= FAILURE_STREAK and not self.stopped:
             self.stopped = f'{self.streak} requests in a row failed ({reason})'
@@ -210,7 +227,8 @@ class Job:
 
     def report(self):
         return {'requests': self.sent, 'answers': self.answers, 'cached': self.cached, 'kept': self.kept,
-                'rejected': dict(self.rejected), 'failed': dict(self.failed), 'retries': dict(self.retries),
+                'rejected': dict(self.rejected), 'failed': dict(self.failed), 'reasons': dict(self.reasons),
+                'retries': dict(self.retries),
                 'stopped': self.stopped,
                 'prompt_tokens': self.tokens[0], 'completion_tokens': self.tokens[1],
                 'cost_usd': round(self.cost, 4), 'spent_usd_total': round(self.spent_total, 4),
@@ -273,7 +291,7 @@ async def _ask(client, req, job, fatal):
                 return False
             attempt += 1
             if kind == 'bad request' or attempt > s['max_retries']:
-                job.fail(error_name(exc))
+                job.fail(error_name(exc), server_reason(exc, s))
                 return True
             job.retries[error_name(exc)] += 1
             await asyncio.sleep(retry_delay(attempt, retry_after_of(exc)))

@@ -18,7 +18,8 @@ import time
 from collections import Counter
 
 from tinystories.atomic_write import atomic_write
-from tinystories.llm_client import classify, error_text, estimate_cost, make_client, retry_after_of, retry_delay
+from tinystories.llm_client import (classify, error_text, estimate_cost, make_client, reason_line,
+                                    retry_after_of, retry_delay)
 from tinystories.progress import progress
 
 DONE = ('completed', 'failed', 'expired', 'cancelled')
@@ -130,11 +131,12 @@ def _take(item, pending, job, attempts):
     if resp.get('status_code') == 200 and body.get('choices'):
         content = body['choices'][0].get('message', {}).get('content') or ''
         return job.answer(req, content, body.get('usage') or {}) is not False
+    error = item.get('error') or (body.get('error') if isinstance(body.get('error'), dict) else {})
     reason = (item.get('error') or {}).get('code') or f"http {resp.get('status_code')}"
     job.retries[reason] += 1
     if attempts[cid] <= job.s['max_retries']:
         return False
-    job.fail(reason)
+    job.fail(reason, reason_line(error.get('message') or '', job.s))
     return True
 
 

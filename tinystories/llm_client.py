@@ -40,13 +40,31 @@ def estimate_cost(requests, model, batch=False, price=None, out_tokens_guess=Non
 
 
 # ----------------------------------------------------------------------------- the client
+KEY_RUN = 6   # this many of the key's characters in a row are masked wherever they appear
+
+
 def mask(text, settings):
-    """`text` with the API key's value replaced (a server may echo the key in an error body)."""
+    """`text` with the API key hidden: the whole key becomes its first 3 characters and ***, and
+    so does any run of KEY_RUN or more of its characters in a row (a server may echo the key, or
+    only its end: "... ending in SECRET123")."""
     key = os.environ.get(settings.get('api_key_env') or 'OPENAI_API_KEY', '')
     text = str(text)
     if len(key) >= 4:
         text = text.replace(key, key[:3] + '***')
-    return text
+    if len(key) < KEY_RUN:
+        return text
+    pieces = {key[i:i + KEY_RUN] for i in range(len(key) - KEY_RUN + 1)}
+    hidden = [False] * len(text)
+    for i in range(len(text) - KEY_RUN + 1):
+        if text[i:i + KEY_RUN] in pieces:
+            hidden[i:i + KEY_RUN] = [True] * KEY_RUN
+    out = []
+    for i, ch in enumerate(text):
+        if not hidden[i]:
+            out.append(ch)
+        elif i == 0 or not hidden[i - 1]:
+            out.append('***')
+    return ''.join(out)
 
 
 def make_client(settings, asynchronous):
@@ -102,7 +120,36 @@ def error_name(exc):
     return f'http {status}' if status else type(exc).__name__
 
 
+REASON_CHARS = 200   # how much of a server's error body a report keeps
+
+
+def server_reason(exc, settings):
+    """The server's own words on a failed request, on one line, at most REASON_CHARS characters,
+    the key masked: the message of a JSON error body ({"error": {"message"}} as OpenAI and vLLM
+    answer, {"detail"} as FastAPI servers do), else the body's text; for a request that got no
+    answer (a timeout, a refused connection), the client's message."""
+    response = getattr(exc, 'response', None)
+    text = ''
+    if response is not None:
+        try:
+            text = response.text
+            body = json.loads(text)
+        except Exception:  # noqa: BLE001 (a body that is not JSON, or not readable: keep the text)
+            body = None
+        if isinstance(body, dict):
+            error = body.get('error')
+            found = error.get('message') if isinstance(error, dict) else error or body.get('detail') or body.get('message')
+            if found:
+                text = found if isinstance(found, str) else json.dumps(found)
+    return reason_line(text or getattr(exc, 'message', None) or str(exc), settings)
+
+
+def reason_line(text, settings):
+    """A server's message as reports keep it: the key masked, on one line, cut to REASON_CHARS."""
+    text = ' '.join(mask(text, settings).split())
+    return text[:REASON_CHARS] + ('...' if len(text) > REASON_CHARS else '')
+
+
 def error_text(exc, settings):
     """'http 401: Incorrect API key provided: sk-***', the key masked."""
-    return mask(f'{error_name(exc)}: {getattr(exc, "message", exc)}', settings)[:300]
-
+    return f'{error_name(exc)}: {server_reason(exc, settings)}'
