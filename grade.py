@@ -32,7 +32,8 @@ from tinystories.dirlock import lock_dir
 from tinystories.gpt_eval import SCORES, grade_completions, summarise
 from tinystories.jsonl import read_jsonl
 from tinystories.checkpoint import load_run
-from tinystories.probes import CATEGORIES, load_probes, probes_table, run_probes, run_words  # noqa: F401
+from tinystories.probes import (CATEGORIES, baselines_table, file_sha256, load_probes, load_unigrams,  # noqa: F401
+                                probe_baselines, probes_table, run_probes, run_words)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -45,6 +46,7 @@ batch_size = 32              # sequences per forward pass (probes) or per genera
 probes = False               # run the offline probes instead of GPT-Eval
 probes_file = os.path.join(HERE, 'eval', 'probes.jsonl')
 probe_norm = 'token'         # token: mean log-prob per token; byte: per UTF-8 byte; none: sum
+unigrams_file = os.path.join(HERE, 'eval', 'unigrams.json')  # word counts for the frequency baseline
 instruct = False             # also score instruction following (Words: prompts); automatic when
                              # the checkpoint's data_dir says format 'instruct'
 words_file = os.path.join(HERE, 'eval', 'words.jsonl')
@@ -199,10 +201,14 @@ def main_probes():
     model, enc, info = load_run(out_dir, device)
     items = load_probes(probes_file)
     grade_dir = report_folder(info)
+    # the file's hash: a score is only reused for the very probe set it was made on
     report = {'checkpoint': checkpoint_info(model, info), 'probes_file': probes_file,
-              **run_probes(model, enc, items, probe_norm, batch_size)}
+              'probes_sha256': file_sha256(probes_file),
+              **run_probes(model, enc, items, probe_norm, batch_size),
+              'baselines': probe_baselines(items, load_unigrams(unigrams_file))}
     print(f"probes: {len(items)} items from {probes_file}, scored by log-likelihood per {probe_norm}")
     print(probes_table(report))
+    print(baselines_table(report['baselines']))
     if instruct or trained_on_instruct(info):
         report['instruct'] = run_words(model, enc, words_file, words_template, max_new_tokens,
                                        temperature, seed, batch_size)
