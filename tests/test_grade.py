@@ -13,6 +13,7 @@ import torch
 from tinystories import gpt_eval
 import grade
 from tinystories import probes
+from tinystories import probes as probes_module  # (tests name their probe files `probes`)
 from model import GPT, GPTConfig
 from tinystories.words import word_used
 from helpers import write_tiny_checkpoint
@@ -127,6 +128,10 @@ def test_probes_cli_writes_report(unigram_ckpt, tmp_path):
     header = run.stdout.splitlines()[1].split()  # the table keeps its columns, stderr added
     assert header == ['category', 'items', 'correct', 'accuracy', 'chance', 'stderr']
     assert report['checkpoint']['params'] > 0 and report['items'][0]['id'] == 'item-1'
+    # the probe file's hash (a changed file means a rescore) and the baselines, below the table
+    assert report['probes_sha256'] == probes_module.file_sha256(probes)
+    assert report['baselines']['knowledge']['copy_most'] == 0.5  # neither candidate is in the prompt
+    assert run.stdout.splitlines()[5].split()[:3] == ['baseline', 'chance', 'copy']
 
 
 def test_bad_probes_file_is_a_clear_error(unigram_ckpt, tmp_path):
