@@ -135,6 +135,7 @@ def test_run_folder_with_other_settings_is_an_error(swept, data):
     (['--max_tokens=1000'], 'not both'),
     (['--n_layer=3'], 'unknown key --n_layer'),
     (['--widthz=3'], 'unknown key --widthz'),
+    (['--repeats=0'], 'must be 1 or more'),
 ])
 def test_bad_grid_is_one_line_error_before_training(tmp_path, data, args, msg):
     sweep_dir = str(tmp_path / 'bad')
@@ -270,3 +271,36 @@ def test_heads_rule_needs_a_gain_beyond_the_spread():
     cells = sweep_report.shape_cells(gain)
     rows = [dict(cells[64, 2, h], n_head=h) for h in (2, 4, 8)]
     assert sweep_report.heads_reading(rows, sweep_report.pooled_sd(rows))[0] == 'reproduced'
+
+
+def test_repeats_and_a_changed_probe_file_rescores(tmp_path, data):
+    """repeats=2 trains each shape twice (the first under today's name, the second with the next
+    seed); changing the probe file rescores every run on the next invocation, training nothing."""
+    probes_file = tmp_path / 'p.jsonl'
+    probes_file.write_text(json.dumps({'category': 'context', 'prompt': 'Tom had a ball and a kite. He took the',
+                                       'answer': 'ball.', 'distractors': ['kite.']}) + '\n')
+    sweep_dir = str(tmp_path / 'rep')
+    args = [a for a in sweep_cmd(data, sweep_dir) if not a.startswith(('--widths', '--depths', '--max_iters'))]
+    args += ['--widths=16', '--depths=1', '--max_iters=3', '--repeats=2', f'--probes_file={probes_file}']
+    r = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    first = read_jsonl(os.path.join(sweep_dir, 'results.jsonl'))
+    assert [(x['run'], x['repeat'], x['seed']) for x in first] == [('w16_d1_h2', 0, 1337), ('w16_d1_h2_r2', 1, 1338)]
+    assert first[0]['val_loss'] != first[1]['val_loss'] and first[0]['context_items'] == 1
+    assert first[0]['context_copy_most'] == 0.5 and first[0]['context_copy_last'] == 0.0
+    report = open(os.path.join(sweep_dir, 'report.md')).read()
+    assert '+- ' in report and '(n=2)' in report  # the grid cell: mean +- spread over the repeats
+    # the same command again: nothing to do
+    r = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and '(2 done)' in r.stdout, r.stderr[-2000:]
+    # a changed probe file: both runs rescored (a newer record each), neither trained again
+    with open(probes_file, 'a') as f:
+        f.write(json.dumps({'category': 'context', 'prompt': 'Mia saw a cat and a dog. She fed the',
+                            'answer': 'dog.', 'distractors': ['cat.']}) + '\n')
+    r = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and '(0 done)' in r.stdout, r.stderr[-2000:]
+    records = read_jsonl(os.path.join(sweep_dir, 'results.jsonl'))
+    assert len(records) == 4 and all(x['context_items'] == 2 for x in records[2:])
+    assert records[2]['probes_sha256'] != records[0]['probes_sha256']
+    for run in ('w16_d1_h2', 'w16_d1_h2_r2'):
+        assert train_invocations(os.path.join(sweep_dir, run)) == ['scratch']

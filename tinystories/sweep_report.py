@@ -412,6 +412,21 @@ def instruct_section(results):
     return out + ['']
 
 
+def spread_section(results):
+    """The shapes trained more than once (sweep.py --repeats): their mean loss +- spread."""
+    cells = shape_cells(results)
+    repeated = {s: c for s, c in sorted(cells.items()) if c['n'] > 1}
+    if not repeated:
+        return []
+    out = ["## Run-to-run spread",
+           "Shapes trained more than once, each repeat with the next seed: the spread every "
+           f"reading above weighs its effects against (pooled: {pooled_sd(cells.values()):.4f} nats).", '',
+           '| hidden | layers | heads | eval loss | +- | runs |', '|---|---|---|---|---|---|']
+    out += [f"| {w} | {d} | {h} | {c['val_loss']:.4f} | {c['sd']:.4f} (n={c['n']}) | {', '.join(c['runs'])} |"
+            for (w, d, h), c in repeated.items()]
+    return out + ['']
+
+
 def results_table(results):
     out = ["## Every run", '', '| run | params | no emb. | tokens | FLOPs | wall s | val loss | bits/byte |',
            '|---|---|---|---|---|---|---|---|']
@@ -435,5 +450,6 @@ def write_report(sweep_dir, results, config):
     lines += probes_section(results, sweep_dir)
     lines += flops_section(results, sweep_dir) if several else []
     lines += heads_section(results, sweep_dir)
-    lines += gpt_eval_section(results) + instruct_section(results) + results_table(results)
+    lines += gpt_eval_section(results) + instruct_section(results) + spread_section(results)
+    lines += results_table(results)
     atomic_write(os.path.join(sweep_dir, 'report.md'), '\n'.join(lines) + '\n')
