@@ -269,10 +269,21 @@ def gpt_eval_scores(run_dir):
     return out
 
 
+def instruct_following_scores(run_dir):
+    """The grader's instruction-following means (1-10), flat: overall, held out, seen."""
+    import json
+    with open(os.path.join(run_dir, 'grade', 'instruct_summary.json'), encoding='utf-8') as f:
+        s = json.load(f)
+    return {'instruct_following': s['following'], 'instruct_following_held_out': s['held_out'],
+            'instruct_following_seen': s['seen'], 'graded': s['counts']['graded']}
+
+
 def make_record(name, repeat, run_dir, ckpt, final, settings):
     import torch
     from tinystories.jsonl import read_jsonl
-    curve = [r for r in read_jsonl(os.path.join(run_dir, 'log.jsonl')) if 'val_loss' in r]
+    log = read_jsonl(os.path.join(run_dir, 'log.jsonl'))
+    curve = [r for r in log if 'val_loss' in r]
+    train = [r['loss'] for r in log if 'loss' in r]
     from model import GPT, GPTConfig
     with torch.device('meta'):  # counts without memory, however large the model
         model = GPT(GPTConfig(**ckpt['model_args']))
@@ -285,6 +296,9 @@ def make_record(name, repeat, run_dir, ckpt, final, settings):
             'flops': model.flops_per_token() * tokens,
             'wall_s': round(ckpt['plan']['elapsed_s'], 1),
             'val_bpb': final['val_bpb'], 'val_loss': final['val_loss'],
+            # the training loss at the end (mean of the last 10 logged batches): beside the
+            # val loss it shows overfitting when a run passes over its data several times
+            'train_loss': sum(train[-10:]) / len(train[-10:]) if train else None,
             # the learning curve, [tokens, val loss] (estimates on eval_iters batches, then the
             # whole-val final): the report's loss-vs-FLOPs figure draws every run's curve
             'val_curve': [[r['iter'] * tokens_per_step, r['val_loss']] for r in curve]}
@@ -319,14 +333,18 @@ def evaluate(name, run_dir, record):
                       out, f"grade.py --probes on {name}")
         record.update(probe_scores(run_dir))
     if gpt_eval:
-        if not os.path.isfile(os.path.join(run_dir, 'grade', 'summary.json')):
+        # an Instruct run is graded on following its instructions (grade.py --instruct), as the
+        # paper graded its Instruct models; any other on completing story beginnings
+        report = 'instruct_summary.json' if instruct_holdout else 'summary.json'
+        if not os.path.isfile(os.path.join(run_dir, 'grade', report)):
             keys = [f'--grader_model={grader_model}', f'--api_key_env={api_key_env}',
                     f'--max_cost_usd={max_cost_usd}', f'--max_new_tokens={grader_max_new_tokens}']
             keys += [f'--base_url={base_url}'] if base_url else []
             keys += [f'--prompts_file={grader_prompts}'] if grader_prompts else []
             keys += ['--yes'] if yes else []
+            keys += ['--instruct'] if instruct_holdout else []
             run_stage('grade.py', common + keys, out, f"GPT-Eval of {name}")
-        record.update(gpt_eval_scores(run_dir))
+        record.update(instruct_following_scores(run_dir) if instruct_holdout else gpt_eval_scores(run_dir))
     if instruct_holdout:
         from tinystories.instruct_eval import instruct_scores
         scores = instruct_scores(run_dir, os.path.join(sweep_dir, 'eval_records'), instruct_holdout,

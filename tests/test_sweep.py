@@ -304,3 +304,14 @@ def test_repeats_and_a_changed_probe_file_rescores(tmp_path, data):
     assert records[2]['probes_sha256'] != records[0]['probes_sha256']
     for run in ('w16_d1_h2', 'w16_d1_h2_r2'):
         assert train_invocations(os.path.join(sweep_dir, run)) == ['scratch']
+
+
+def test_instruct_section_reports_graded_following():
+    from tinystories.sweep_report import instruct_section
+    row = {'run': 'w64_d2_h4', 'instruct_holdout': 'Summary,Words', 'instruct_prompts': 10,
+           'instruct_none_words': 0.1, 'instruct_none_summary_nouns': 0.1,
+           'instruct_Summary+Words_words': 0.5, 'instruct_Summary+Words_summary_nouns': 0.4}
+    text = '\n'.join(instruct_section([row]))
+    assert 'not tested at this scale' in text and '**reproduced** (words 50.0% vs 10.0%' in text
+    graded = dict(row, instruct_following=6.5, instruct_following_held_out=6.0, instruct_following_seen=7.0, graded=10)
+    assert '| w64_d2_h4 | 6.50 | 6.00 | 7.00 | 10 |' in '\n'.join(instruct_section([graded]))
