@@ -267,6 +267,11 @@ def listing(parts):
     return ', '.join(parts[:-1]) + ' and ' + parts[-1]
 
 
+def pick(candidates, slot):
+    """The answer (the candidate at slot) and the distractors (the others, in order)."""
+    return candidates[slot], candidates[:slot] + candidates[slot + 1:]
+
+
 def with_answer_at(rng, rows, is_answer, slot):
     """rows shuffled so that the one row is_answer picks sits at position slot."""
     right = [r for r in rows if is_answer(r)]
@@ -284,7 +289,7 @@ def r_age(rng, slot):
     prompt = (f"{rows[0][0]['name']} is {NUMBERS[rows[0][1]]} years old, " +
               listing([f"{p['name']} is {NUMBERS[a]}" for p, a in rows[1:]]) +
               f". The {'oldest' if oldest else 'youngest'} of them is")
-    return prompt, rows[slot][0]['name'], [p['name'] for p, _ in rows if p is not rows[slot][0]], '.'
+    return (prompt, *pick([p['name'] for p, _ in rows], slot), '.')
 
 
 SIZE_TIERS = [['ant', 'bee', 'bug'], ['mouse', 'frog', 'fish'], ['cat', 'bunny', 'duck'],
@@ -299,7 +304,7 @@ def r_size(rng, slot):
     rows = with_answer_at(rng, list(zip(kids, tiers)), lambda r: r[1] == target, slot)
     prompt = (listing([f"{p['name']} drew {article(rng.choice(SIZE_TIERS[t]))}" for p, t in rows]) +
               f". The {'biggest' if biggest else 'smallest'} animal was drawn by")
-    return prompt, rows[slot][0]['name'], [p['name'] for p, _ in rows if p is not rows[slot][0]], '.'
+    return (prompt, *pick([p['name'] for p, _ in rows], slot), '.')
 
 
 def r_exchange(rng, slot):
@@ -308,7 +313,7 @@ def r_exchange(rng, slot):
     prompt = (listing([f"{p['name']} had {article(t)}" for p, t in zip(kids, toys)]) +
               f". {kids[other]['name']} and {kids[slot]['name']} swapped toys. Now "
               f"{kids[other]['name']} had the")
-    return prompt, toys[slot], [t for t in toys if t != toys[slot]], '.'
+    return (prompt, *pick(toys, slot), '.')
 
 
 FELT = {  # (what happened, how it made the child feel): one feeling each, no two alike
@@ -322,7 +327,7 @@ def r_feeling(rng, slot):
     events = [FELT[f].format(toy=rng.choice(TOYS), her=p['her']) for p, f in zip(kids, feelings)]
     prompt = (listing([f"{p['name']} {e}" for p, e in zip(kids, events)]) +
               f". The one who felt {feelings[slot]} was")
-    return prompt, kids[slot]['name'], [p['name'] for i, p in enumerate(kids) if i != slot], '.'
+    return (prompt, *pick([p['name'] for p in kids], slot), '.')
 
 
 NEED = {'hungry': 'ate some food', 'thirsty': 'drank some water', 'tired': 'went to sleep',
@@ -333,7 +338,7 @@ def r_need(rng, slot):
     kids, states = people(rng, 4), rng.sample(sorted(NEED), 4)
     prompt = (listing([f"{p['name']} was {s}" for p, s in zip(kids, states)]) +
               f". One of them {NEED[states[slot]]}. It was")
-    return prompt, kids[slot]['name'], [p['name'] for i, p in enumerate(kids) if i != slot], '.'
+    return (prompt, *pick([p['name'] for p in kids], slot), '.')
 
 
 def r_none_left(rng, slot):
@@ -357,7 +362,7 @@ def r_tool(rng, slot):
     prompt = (listing([f"{p['name']} had {article(t)}" for p, (_, t, _) in zip(kids, rows)]) +
               f". {asker['name']} wanted to {rows[slot][0].format(her=asker['her'])}, so "
               f"{asker['she']} asked")
-    return prompt, kids[slot]['name'], [p['name'] for i, p in enumerate(kids) if i != slot], '.'
+    return (prompt, *pick([p['name'] for p in kids], slot), '.')
 
 
 # ----------------------------------------------------------------------------- context tracking
@@ -365,7 +370,7 @@ def c_location(rng, slot):
     a, toys, boxes = person(rng), rng.sample(TOYS, 4), rng.sample(CONTAINERS, 4)
     prompt = (f"{a['name']} put " + listing([f"the {t} in the {b}" for t, b in zip(toys, boxes)]) +
               f". Later, {a['she']} wanted to play with the {toys[slot]}, so {a['she']} looked in the")
-    return prompt, boxes[slot], [b for b in boxes if b != boxes[slot]], '.'
+    return (prompt, *pick(boxes, slot), '.')
 
 
 def c_owner(rng, slot):
@@ -373,21 +378,21 @@ def c_owner(rng, slot):
     asker = fifth(rng, kids)
     prompt = (listing([f"{p['name']} had {article(t)}" for p, t in zip(kids, toys)]) +
               f". {asker['name']} wanted to play with the {toys[slot]}, so {asker['she']} asked")
-    return prompt, kids[slot]['name'], [p['name'] for i, p in enumerate(kids) if i != slot], '.'
+    return (prompt, *pick([p['name'] for p in kids], slot), '.')
 
 
 def c_colour(rng, slot):
     a, toys, colours = person(rng), rng.sample(TOYS, 4), rng.sample(COLOURS, 4)
     prompt = (f"{a['name']} had " + listing([f"{article(c)} {t}" for c, t in zip(colours, toys)]) +
               f". {a['Her']} {toys[slot]} was")
-    return prompt, colours[slot], [c for c in colours if c != colours[slot]], '.'
+    return (prompt, *pick(colours, slot), '.')
 
 
 def c_pet(rng, slot):
     a, pets, names = person(rng), rng.sample(PETS, 4), rng.sample(PET_NAMES, 4)
     prompt = (f"{a['name']} had four pets: " + listing([f"{article(p)} named {n}" for p, n in zip(pets, names)]) +
               f". {a['She']} called \"{names[slot]}!\" and {a['her']} little")
-    return prompt, pets[slot], [p for p in pets if p != pets[slot]], '.'
+    return (prompt, *pick(pets, slot), '.')
 
 
 MADE = [('baked a cake', 'cake'), ('painted a picture', 'picture'), ('built a sand castle', 'castle'),
@@ -398,14 +403,14 @@ def c_maker(rng, slot):
     kids, made = people(rng, 4), rng.sample(MADE, 4)
     prompt = (listing([f"{p['name']} {m}" for p, (m, _) in zip(kids, made)]) +
               f". The {made[slot][1]} was made by")
-    return prompt, kids[slot]['name'], [p['name'] for i, p in enumerate(kids) if i != slot], '.'
+    return (prompt, *pick([p['name'] for p in kids], slot), '.')
 
 
 def c_order(rng, slot):
     a, foods = person(rng), rng.sample(FOODS, 4)
     prompt = (f"{a['name']} ate the {foods[0]} first, then the {foods[1]}, then the {foods[2]}, and "
               f"the {foods[3]} last. The {ORDINALS[slot]} thing {a['she']} ate was the")
-    return prompt, foods[slot], [f for f in foods if f != foods[slot]], '.'
+    return (prompt, *pick(foods, slot), '.')
 
 
 def c_gift(rng, slot):
@@ -415,14 +420,14 @@ def c_gift(rng, slot):
     prompt = (f"{giver['name']} gave away {giver['her']} toys: " +
               listing([f"the {t} to {p['name']}" for t, p in zip(toys, kids)]) +
               f". Now the {toys[slot]} belonged to")
-    return prompt, kids[slot]['name'], [p['name'] for i, p in enumerate(kids) if i != slot], '.'
+    return (prompt, *pick([p['name'] for p in kids], slot), '.')
 
 
 def c_place(rng, slot):
     kids, places = people(rng, 4), rng.sample(PLACES, 4)
     prompt = (listing([f"{p['name']} went to the {pl}" for p, pl in zip(kids, places)]) +
               f". {kids[slot]['name']} had a fun day at the")
-    return prompt, places[slot], [p for p in places if p != places[slot]], '.'
+    return (prompt, *pick(places, slot), '.')
 
 
 def c_choice(rng, slot):
