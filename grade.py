@@ -3,11 +3,16 @@ Grade a checkpoint the two ways the TinyStories paper did (Eldan & Li 2023):
 
 1. Offline probes (no network): prompts in three categories in the spirit of the paper's
    Figures 9-11 (knowledge, reasoning, context tracking), each with one right continuation and
-   distractors, scored by log-likelihood (probes.py: the probe set and its scoring engine).
+   distractors, scored by log-likelihood (probes.py: the probe set and its scoring engine), with
+   baselines (chance, copying from the prompt, word frequency) beside them.
 2. GPT-Eval: the model completes story beginnings cut off mid-sentence, and a strong LLM grades
    each completion like a teacher, in two turns (a free-text assessment, then grades out of 10
    for grammar, creativity, consistency and plot, and a guess of the writer's age group):
    gpt_eval.py is its engine.
+   On an Instruct model (--instruct, automatic when its data_dir is in the Instruct layout) the
+   grader instead scores instruction following: the model writes a story from the instruction
+   lines of each eval/instruct.jsonl record, and the grader scores how well each line is
+   followed, 1-10 with a reason; the offline words-used and summary-nouns scores go beside it.
 
     python grade.py --out_dir=out/demo --probes                    # probes only, offline
     python grade.py --out_dir=out/demo --grader_model=gpt-4.1       # GPT-Eval, key from $OPENAI_API_KEY
@@ -15,7 +20,8 @@ Grade a checkpoint the two ways the TinyStories paper did (Eldan & Li 2023):
     python grade.py --compare=out/a,out/b                           # one table across checkpoints
 
 Reports go to <report_dir>/grade/ (report_dir: the run's out_dir): probes.json; completions.jsonl,
-summary.json, summary.md. That folder is locked while grade.py runs, not the run: a run can be
+summary.json, summary.md; for an Instruct model instruct_completions.jsonl, instruct_summary.json,
+instruct_summary.md. That folder is locked while grade.py runs, not the run: a run can be
 graded while it trains. Completions are journaled and the grader's answers logged (llm.py), so a
 killed run resumes and pays for nothing twice.
 """
@@ -30,10 +36,13 @@ from tinystories.atomic_write import atomic_write
 from tinystories.completions import check_settings, complete, file_fingerprint
 from tinystories.configurator import configure
 from tinystories.dirlock import lock_dir
-from tinystories.gpt_eval import SCORES, grade_completions, summarise
+from tinystories.gpt_eval import SCORES, grade_completions, grade_instructions, summarise
+from tinystories.instruct_eval import (FIELDS, field_line, instruct_prompt, load_prompt_set, score,
+                                       summarise_following)
 from tinystories.jsonl import read_jsonl
 from tinystories.checkpoint import load_run
-from tinystories.probes import CATEGORIES, load_probes, probes_table, run_probes, run_words  # noqa: F401
+from tinystories.probes import (CATEGORIES, baselines_table, file_sha256, load_probes, load_unigrams,  # noqa: F401
+                                probe_baselines, probes_table, run_probes, run_words)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -46,8 +55,11 @@ batch_size = 32              # sequences per forward pass (probes) or per genera
 probes = False               # run the offline probes instead of GPT-Eval
 probes_file = os.path.join(HERE, 'eval', 'probes.jsonl')
 probe_norm = 'token'         # token: mean log-prob per token; byte: per UTF-8 byte; none: sum
-instruct = False             # also score instruction following (Words: prompts); automatic when
+unigrams_file = os.path.join(HERE, 'eval', 'unigrams.json')  # word counts for the frequency baseline
+instruct = False             # an Instruct model: with --probes also count required words used
+                             # (Words: prompts); else grade instruction following. Automatic when
                              # the checkpoint's data_dir says format 'instruct'
+instruct_file = os.path.join(HERE, 'eval', 'instruct.jsonl')  # the Instruct prompt set
 words_file = os.path.join(HERE, 'eval', 'words.jsonl')
 words_template = 'Words: {words}\nStory:'  # how an Instruct prompt asks for words
 # GPT-Eval: completions
@@ -200,10 +212,14 @@ def main_probes():
     model, enc, info = load_run(out_dir, device)
     items = load_probes(probes_file)
     grade_dir = report_folder(info)
+    # the file's hash: a score is only reused for the very probe set it was made on
     report = {'checkpoint': checkpoint_info(model, info), 'probes_file': probes_file,
-              **run_probes(model, enc, items, probe_norm, batch_size)}
+              'probes_sha256': file_sha256(probes_file),
+              **run_probes(model, enc, items, probe_norm, batch_size),
+              'baselines': probe_baselines(items, load_unigrams(unigrams_file))}
     print(f"probes: {len(items)} items from {probes_file}, scored by log-likelihood per {probe_norm}")
     print(probes_table(report))
+    print(baselines_table(report['baselines']))
     if instruct or trained_on_instruct(info):
         report['instruct'] = run_words(model, enc, words_file, words_template, max_new_tokens,
                                        temperature, seed, batch_size)
@@ -222,7 +238,11 @@ def main_gpt_eval():
     settings = dict(llm.settings_from(globals()), max_rejects=parse_retries, desc='grader')
     llm.make_client({**llm.DEFAULTS, **settings}, asynchronous=False).close()  # no key: stop now
     model, enc, info = load_run(out_dir, device)
-    prompts = load_prompts(prompts_file)
+    following = instruct or trained_on_instruct(info)
+    if following:  # the prompt is the record's instruction lines, then "Story:"
+        prompts = [{'id': r['id'], 'prompt': instruct_prompt(r), 'record': r} for r in load_prompt_set(instruct_file)]
+    else:
+        prompts = load_prompts(prompts_file)
     grade_dir = report_folder(info)
     state_dir = os.path.join(grade_dir, '.state')
     for path in glob.glob(os.path.join(state_dir, '**', '*.jsonl'), recursive=True):
@@ -236,6 +256,8 @@ def main_gpt_eval():
                                  run, num_samples, max_new_tokens, temperature, seed, batch_size)
     del model  # the grader's rounds can take hours on the Batch API: free the memory
     run_llm = functools.partial(llm.run, state_dir=os.path.join(state_dir, f'grader-{run}'), **settings)
+    if following:
+        return finish_instruct_grading(prompts, samples, run_llm, checkpoint, grade_dir)
     graded = iter(grade_completions([s for s in samples if not s['too_long']], run_llm, structured))
     records = [next(graded) if not s['too_long'] else
                dict(s, assessment=None, grades_text=None, scores=None, error='too_long') for s in samples]
@@ -261,6 +283,51 @@ def main_gpt_eval():
         raise SystemExit(f"error: {sum(failed.values())} of {len(records)} completions got no grade: "
                          + '; '.join(f'{why} (x{n})' for why, n in failed.items())
                          + "; re-run the same command to continue them")
+
+
+def following_markdown(summary):
+    c = summary['counts']
+    pct = lambda x: _fmt(x, '.1%')
+    lines = [f"# Instruction following of {summary['checkpoint']['out_dir']}", '',
+             f"Grader `{summary['grader_model']}`; {summary['num_prompts']} prompts from "
+             f"{summary['instruct_file']} (temperature {summary['temperature']}); {c['graded']} of "
+             f"{c['stories']} stories graded, {c['unparseable']} unparseable, {c['failed']} failed, "
+             f"{c['too_long']} prompts too long for the model's context.", '',
+             '| score | value |', '|---|---|',
+             f"| instruction following, mean of each story's lines (1-10) | {_fmt(summary['following'])} |",
+             f"| ... on the held-out combination | {_fmt(summary['held_out'])} |",
+             f"| ... on the combinations seen in training | {_fmt(summary['seen'])} |"]
+    lines += [f"| ... {f} lines | {_fmt(summary['by_line'][f])} |" for f in FIELDS]
+    lines += [f"| required words used (offline) | {pct(summary['words_used'])} |",
+              f"| summary nouns used (offline) | {pct(summary['summary_nouns_used'])} |"]
+    return '\n'.join(lines) + '\n'
+
+
+def finish_instruct_grading(prompts, samples, run_llm, checkpoint, grade_dir):
+    """The grader's scores of each story's instruction lines, the offline scores beside them,
+    and the reports (instruct_completions.jsonl, instruct_summary.json and .md)."""
+    record_of = {p['id']: p['record'] for p in prompts}
+    todo = [dict(s, lines=[(f, field_line(f, record_of[s['id']])) for f in record_of[s['id']]['lines']])
+            for s in samples if not s['too_long']]
+    graded = iter(grade_instructions(todo, run_llm, structured))
+    records = []
+    for s in samples:
+        rec = record_of[s['id']]
+        r = next(graded) if not s['too_long'] else dict(s, grades_text=None, scores=None, error='too_long')
+        r.update(lines=rec['lines'], held_out=rec['held_out'],
+                 offline=None if s['too_long'] else list(score(rec, s['completion'])))
+        records.append(r)
+    atomic_write(os.path.join(grade_dir, 'instruct_completions.jsonl'),
+                 ''.join(json.dumps({k: v for k, v in r.items() if k not in ('batch', 'key')}) + '\n'
+                         for r in records))
+    summary = {'checkpoint': checkpoint, 'grader_model': grader_model, 'backend': backend,
+               'instruct_file': instruct_file, 'num_prompts': len(prompts), 'num_samples': num_samples,
+               'temperature': temperature, 'max_new_tokens': max_new_tokens, 'seed': seed,
+               **summarise_following(records)}
+    atomic_write(os.path.join(grade_dir, 'instruct_summary.json'), json.dumps(summary, indent=1) + '\n')
+    atomic_write(os.path.join(grade_dir, 'instruct_summary.md'), following_markdown(summary))
+    print(following_markdown(summary))
+    print(f"wrote {grade_dir}/instruct_completions.jsonl, instruct_summary.json, instruct_summary.md")
 
 
 def main():

@@ -14,7 +14,9 @@ departs from plain averaging of its context:
                stops, wherever they are);
   first-token  it mostly attends to the story's first token (an "attention sink": a head with
                nothing to do on this text);
-  mixed        neither explains much: the head is close to averaging its context.
+  uniform      its map is plain averaging of its context (it shares at least 0.9 of its mass
+               with it): what an untrained head does;
+  mixed        structured, but neither explanation accounts for much of it.
 The thresholds (0.15 of the departure explained) were checked on real maps: on a 1-layer,
 16-head model trained on TinyStories text, the heads they label are the ones whose heatmaps show
 a clear band or clear stripes, and the ones left mixed look diffuse (docs/study.md).
@@ -50,6 +52,8 @@ context = 12               # tokens of context shown before each top token (3 af
 distance_threshold = 0.15  # a fixed offset profile explains the map this much better than uniform
 semantic_threshold = 0.15  # fixed per-token affinities explain it this much better than uniform
 sink_threshold = 0.5       # this much attention on the first token: first-token head
+uniform_threshold = 0.9    # the map shares this much mass with plain averaging: uniform head (0-1;
+                           # planted structured heads share 0.06-0.17, untrained heads 0.99)
 batch_size = 16
 seed = 1337
 device = 'auto'            # auto (cuda if there is one, else cpu), cpu, cuda, cuda:1, mps
@@ -128,15 +132,18 @@ def head_scores(att, tokens):
             'distance': (offset_fit - uniform_fit) / room, 'semantic': (token_fit - uniform_fit) / room}
 
 
-def label_heads(scores, distance_min=0.15, semantic_min=0.15, sink_min=0.5):
+def label_heads(scores, distance_min=0.15, semantic_min=0.15, sink_min=0.5, uniform_min=0.9):
     """A label per head from head_scores(): first-token when the sink holds sink_min of its
-    attention; else distance or semantic, whichever explanation beats uniform attention by
-    more, if it does by at least its threshold; else mixed (close to averaging its context)."""
+    attention; uniform when its map shares uniform_min of its mass with plain averaging; else
+    distance or semantic, whichever explanation beats uniform attention by more, if it does by
+    at least its threshold; else mixed (structured, but explained by neither)."""
     labels = []
     for h in range(len(scores['sink'])):
         d, s = float(scores['distance'][h]), float(scores['semantic'][h])
         if scores['sink'][h] >= sink_min:
             labels.append('first-token')
+        elif scores['uniform_fit'][h] >= uniform_min:
+            labels.append('uniform')
         elif d >= distance_min and d >= s:
             labels.append('distance')
         elif s >= semantic_min:
@@ -162,6 +169,7 @@ def describe_heads(maps, tokens, token_text, thresholds):
                 'sink': round(float(s['sink'][h]), 3),
                 'distance': round(float(s['distance'][h]), 3),
                 'semantic': round(float(s['semantic'][h]), 3),
+                'uniform_fit': round(float(s['uniform_fit'][h]), 3),
                 'top_offsets': [[int(d), round(float(v), 3)] for v, d in zip(offs.values, offs.indices)],
                 'top_tokens': [[token_text(int(t)), round(float(v), 3), round(float(s['baseline'][h, t]), 3)]
                                for v, t in zip(toks.values, toks.indices)],
@@ -268,7 +276,7 @@ img{max-width:100%}"""
 
 
 def write_report(path, meta, story_text, heads, images, neuron_sections):
-    counts = {lab: sum(h['label'] == lab for h in heads) for lab in ('distance', 'semantic', 'first-token', 'mixed')}
+    counts = {lab: sum(h['label'] == lab for h in heads) for lab in ('distance', 'semantic', 'first-token', 'uniform', 'mixed')}
     p = [f"<!doctype html><html><head><meta charset='utf-8'><title>interpret: {html.escape(meta['out_dir'])}</title>"
          f"<style>{STYLE}</style></head><body>",
          f"<h1>Inside {html.escape(meta['out_dir'])}</h1>",
@@ -396,7 +404,7 @@ def main():
         raise SystemExit("error: --story is too short (it needs at least 2 tokens)")
     idx = torch.tensor([ids], device=next(model.parameters()).device)
     maps = [m[0].float().cpu() for m in model.attention_maps(idx)]
-    thresholds = (distance_threshold, semantic_threshold, sink_threshold)
+    thresholds = (distance_threshold, semantic_threshold, sink_threshold, uniform_threshold)
     heads = describe_heads(maps, torch.tensor(ids), token_text, thresholds)
     token_strs = [token_text(t) for t in ids]
     images = []
@@ -431,7 +439,7 @@ def main():
     write_report(os.path.join(report_dir, 'report.html'), meta, text, heads, images, sections)
     summary = {'meta': meta, 'story': text, 'heads': heads, 'neurons': neuron_records,
                'neuron_stories': len(seqs), 'labels': {lab: sum(h['label'] == lab for h in heads)
-                                                       for lab in ('distance', 'semantic', 'first-token', 'mixed')}}
+                                                       for lab in ('distance', 'semantic', 'first-token', 'uniform', 'mixed')}}
     atomic_write(os.path.join(report_dir, 'summary.json'), json.dumps(summary, indent=1) + '\n')
     print(f"heads: " + ', '.join(f"{v} {k}" for k, v in summary['labels'].items()))
     for h in heads:

@@ -7,12 +7,13 @@ a report that stands beside the paper's tables and figures (Eldan & Li 2023).
     python sweep.py config/sweep_instruct.py                        # Instruct generalisation
     python sweep.py config/sweep_grid.py --report_only              # rebuild report.md only
 
-Trains exactly widths x depths x heads runs through train.py, one at a time, each in its own
-normal out_dir under sweep_dir (w128_d4_h8, ...), with a per-run budget in train.py's own keys
+Trains exactly widths x depths x heads x repeats runs through train.py, one at a time, each in
+its own normal out_dir under sweep_dir (w128_d4_h8, its repeats w128_d4_h8_r2, ... with the next
+seeds), with a per-run budget in train.py's own keys
 (max_iters or max_minutes) or in tokens (max_tokens, turned into max_iters). Any train.py key
 (batch_size, learning_rate, block_size, ...) applies to every run. Then evaluates each run:
 whole-val bits/byte and nats/token (the run's own final log record), the probes (grade.py
---probes), GPT-Eval when gpt_eval is set (grade.py with the grader keys) and, for the Instruct
+--probes; rescored when the probe file's sha256 changes), GPT-Eval when gpt_eval is set (grade.py with the grader keys) and, for the Instruct
 study, instruction following on held-out combinations (instruct_eval.py).
 
 Writes sweep_dir/results.jsonl (one flat record per run) and sweep_dir/report.md with its plots.
@@ -37,6 +38,8 @@ data_dir = 'data/ts'
 widths = [64, 128]         # n_embd of each run
 depths = [1, 2]            # n_layer
 heads = [4]                # n_head (every width must be divisible by every head count)
+repeats = 1                # runs of each shape, seeds seed, seed+1, ... (1 or more): the run-to-run
+                           # spread the readings weigh effects against (w64_d2_h4, w64_d2_h4_r2, ...)
 # the per-run budget: one of these (max_minutes may also cap max_iters)
 max_iters = 0              # optimizer steps per run
 max_minutes = 0.0          # wall-clock minutes per run
@@ -97,12 +100,13 @@ def fail(msg):
     raise SystemExit(f"error: {msg}")
 
 
-def run_name(w, d, h):
-    return f"w{w}_d{d}_h{h}"
+def run_name(w, d, h, repeat=0):
+    """The first repeat keeps the name sweeps had before repeats, so finished sweeps resume."""
+    return f"w{w}_d{d}_h{h}" + (f"_r{repeat + 1}" if repeat else '')
 
 
 def plan_runs():
-    """The grid, checked before anything trains: [(name, n_embd, n_layer, n_head)]."""
+    """The grid, checked before anything trains: [(name, n_embd, n_layer, n_head, repeat)]."""
     for key, values in (('widths', widths), ('depths', depths), ('heads', heads)):
         if not values:
             fail(f"--{key} is empty: list at least one value (--{key}=64,128)")
@@ -111,11 +115,14 @@ def plan_runs():
             fail(f"--{key}={','.join(map(str, values))}: {bad[0]!r} is not a positive integer")
         if len(set(values)) != len(values):
             fail(f"--{key}={','.join(map(str, values))} lists a value twice")
+    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
+        fail(f"--repeats={repeats}: must be 1 or more (runs of each shape)")
     bad = [(w, h) for w in widths for h in heads if w % h]
     if bad:
         fail(f"width {bad[0][0]} is not divisible by {bad[0][1]} heads (each width must divide "
              f"by every head count): change --widths or --heads")
-    return [(run_name(w, d, h), w, d, h) for w in widths for d in depths for h in heads]
+    return [(run_name(w, d, h, k), w, d, h, k) for w in widths for d in depths for h in heads
+            for k in range(repeats)]
 
 
 def run_budget():
@@ -134,10 +141,11 @@ def run_budget():
     return {'max_iters': iters or 10 ** 9, 'max_minutes': max_minutes}
 
 
-def train_settings(w, d, h, budget, data):
-    """The train.py config a run must have: train.py's defaults, the sweep's keys, the shape."""
+def train_settings(w, d, h, repeat, budget, data):
+    """The train.py config a run must have: train.py's defaults, the sweep's keys, the shape,
+    and the seed (each repeat the next one)."""
     s = {k: globals()[k] for k in TRAIN_DEFAULTS}
-    s.update(budget, data_dir=data, n_embd=w, n_layer=d, n_head=h)
+    s.update(budget, data_dir=data, n_embd=w, n_layer=d, n_head=h, seed=seed + repeat)
     return s
 
 
@@ -223,9 +231,33 @@ def probe_scores(run_dir):
         out[f"{cat}_stderr"] = s.get('stderr', math.sqrt(acc * (1 - acc) / n) if n else None)
         out[f"{cat}_chance"] = s['chance']
         out[f"{cat}_items"] = n
+    for cat, b in report.get('baselines', {}).items():  # what copying or word frequency would score
+        out.update({f"{cat}_{k}": b[k] for k in ('copy_most', 'copy_last', 'unigram')})
+    out['probes_sha256'] = report.get('probes_sha256')
     if 'instruct' in report:
         out['instruct_words'] = report['instruct']['fraction']
     return out
+
+
+def probes_path():
+    return probes_file or os.path.join(HERE, 'eval', 'probes.jsonl')
+
+
+def probes_current(run_dir):
+    """Whether the run's probe scores were made on the probe file as it is now (its sha256)."""
+    import json
+    from tinystories.probes import file_sha256
+    try:
+        with open(os.path.join(run_dir, 'grade', 'probes.json'), encoding='utf-8') as f:
+            return json.load(f).get('probes_sha256') == file_sha256(probes_path())
+    except (OSError, ValueError):
+        return False
+
+
+def latest_results(path):
+    """results.jsonl, the last record of each run (a rescored run appends a newer one)."""
+    from tinystories.jsonl import read_jsonl
+    return list({r['run']: r for r in read_jsonl(path)}.values())
 
 
 def gpt_eval_scores(run_dir):
@@ -237,22 +269,36 @@ def gpt_eval_scores(run_dir):
     return out
 
 
-def make_record(name, run_dir, ckpt, final, settings):
+def instruct_following_scores(run_dir):
+    """The grader's instruction-following means (1-10), flat: overall, held out, seen."""
+    import json
+    with open(os.path.join(run_dir, 'grade', 'instruct_summary.json'), encoding='utf-8') as f:
+        s = json.load(f)
+    return {'instruct_following': s['following'], 'instruct_following_held_out': s['held_out'],
+            'instruct_following_seen': s['seen'], 'graded': s['counts']['graded']}
+
+
+def make_record(name, repeat, run_dir, ckpt, final, settings):
     import torch
     from tinystories.jsonl import read_jsonl
-    curve = [r for r in read_jsonl(os.path.join(run_dir, 'log.jsonl')) if 'val_loss' in r]
+    log = read_jsonl(os.path.join(run_dir, 'log.jsonl'))
+    curve = [r for r in log if 'val_loss' in r]
+    train = [r['loss'] for r in log if 'loss' in r]
     from model import GPT, GPTConfig
     with torch.device('meta'):  # counts without memory, however large the model
         model = GPT(GPTConfig(**ckpt['model_args']))
     tokens_per_step = settings['batch_size'] * settings['block_size'] * settings['grad_accum']
     tokens = final['iter'] * tokens_per_step
-    return {'run': name, 'n_embd': model.config.n_embd, 'n_layer': model.config.n_layer,
+    return {'run': name, 'repeat': repeat, 'seed': settings['seed'], 'n_embd': model.config.n_embd, 'n_layer': model.config.n_layer,
             'n_head': model.config.n_head, 'params': model.num_params(),
             'params_no_emb': model.num_params(embeddings=False), 'iters': final['iter'],
             'tokens': tokens, 'flops_per_token': model.flops_per_token(),
             'flops': model.flops_per_token() * tokens,
             'wall_s': round(ckpt['plan']['elapsed_s'], 1),
             'val_bpb': final['val_bpb'], 'val_loss': final['val_loss'],
+            # the training loss at the end (mean of the last 10 logged batches): beside the
+            # val loss it shows overfitting when a run passes over its data several times
+            'train_loss': sum(train[-10:]) / len(train[-10:]) if train else None,
             # the learning curve, [tokens, val loss] (estimates on eval_iters batches, then the
             # whole-val final): the report's loss-vs-FLOPs figure draws every run's curve
             'val_curve': [[r['iter'] * tokens_per_step, r['val_loss']] for r in curve]}
@@ -282,19 +328,23 @@ def evaluate(name, run_dir, record):
     out = os.path.join(run_dir, 'grade_output.txt')
     common = [f'--out_dir={run_dir}', f'--device={device}']
     if probes:
-        if not os.path.isfile(os.path.join(run_dir, 'grade', 'probes.json')):
+        if not probes_current(run_dir):
             run_stage('grade.py', common + ['--probes'] + ([f'--probes_file={probes_file}'] if probes_file else []),
                       out, f"grade.py --probes on {name}")
         record.update(probe_scores(run_dir))
     if gpt_eval:
-        if not os.path.isfile(os.path.join(run_dir, 'grade', 'summary.json')):
+        # an Instruct run is graded on following its instructions (grade.py --instruct), as the
+        # paper graded its Instruct models; any other on completing story beginnings
+        report = 'instruct_summary.json' if instruct_holdout else 'summary.json'
+        if not os.path.isfile(os.path.join(run_dir, 'grade', report)):
             keys = [f'--grader_model={grader_model}', f'--api_key_env={api_key_env}',
                     f'--max_cost_usd={max_cost_usd}', f'--max_new_tokens={grader_max_new_tokens}']
             keys += [f'--base_url={base_url}'] if base_url else []
             keys += [f'--prompts_file={grader_prompts}'] if grader_prompts else []
             keys += ['--yes'] if yes else []
+            keys += ['--instruct'] if instruct_holdout else []
             run_stage('grade.py', common + keys, out, f"GPT-Eval of {name}")
-        record.update(gpt_eval_scores(run_dir))
+        record.update(instruct_following_scores(run_dir) if instruct_holdout else gpt_eval_scores(run_dir))
     if instruct_holdout:
         from tinystories.instruct_eval import instruct_scores
         scores = instruct_scores(run_dir, os.path.join(sweep_dir, 'eval_records'), instruct_holdout,
@@ -308,7 +358,7 @@ def evaluate(name, run_dir, record):
 
 def main():
     from tinystories.dirlock import lock_dir
-    from tinystories.jsonl import append_jsonl, read_jsonl
+    from tinystories.jsonl import append_jsonl
     from tinystories.progress import progress as progress_bar  # (progress itself is a train.py key)
     from tinystories.sweep_report import write_report
     runs = plan_runs()  # bad keys and shapes: errors before anything is touched
@@ -316,16 +366,19 @@ def main():
     lock_dir(sweep_dir, 'sweep')
     results_path = os.path.join(sweep_dir, 'results.jsonl')
     if report_only:
-        write_report(sweep_dir, read_jsonl(results_path), config)
+        write_report(sweep_dir, latest_results(results_path), config)
         return
     data = prepare_instruct_data() if instruct_holdout else data_dir
     from tinystories.dataset import open_dataset
     open_dataset(data)  # a missing or damaged dataset: an error now, not after the first run
-    want = {name: train_settings(w, d, h, budget, data) for name, w, d, h in runs}
+    want = {name: train_settings(w, d, h, k, budget, data) for name, w, d, h, k in runs}
     for name, *_ in runs:  # every existing run folder must be this sweep's, before any training
         if os.path.isfile(os.path.join(sweep_dir, name, 'ckpt.pt')):
             check_run_settings(os.path.join(sweep_dir, name), want[name])
-    done = {r['run'] for r in read_jsonl(results_path)}
+    # done: in results.jsonl, with probe scores made on today's probe file (else: rescored)
+    from tinystories.probes import file_sha256
+    sha = file_sha256(probes_path()) if probes else None
+    done = {r['run'] for r in latest_results(results_path) if not probes or r.get('probes_sha256') == sha}
     extra = done - set(want)
     if extra:
         print(f"sweep: results.jsonl also holds runs outside this grid: {', '.join(sorted(extra))}")
@@ -334,7 +387,7 @@ def main():
           + (f"{budget['max_iters']:,} steps" if budget['max_iters'] < 10 ** 9 else '')
           + (f" {budget['max_minutes']} min" if budget['max_minutes'] else ''))
     bar = progress_bar(total=len(runs), initial=len(runs) - len(todo), desc='sweep', unit='run')
-    for name, w, d, h in todo:
+    for name, w, d, h, k in todo:
         run_dir = os.path.join(sweep_dir, name)
         os.makedirs(run_dir, exist_ok=True)
         settings = want[name]
@@ -352,12 +405,12 @@ def main():
         final = final_record(run_dir)
         if final is None:
             fail(f"{run_dir}/log.jsonl has no final evaluation after training: see train_output.txt")
-        record = evaluate(name, run_dir, make_record(name, run_dir, ckpt, final, settings))
+        record = evaluate(name, run_dir, make_record(name, k, run_dir, ckpt, final, settings))
         append_jsonl(results_path, [record])
         bar.set_postfix(last=name, val_bpb=f"{record['val_bpb']:.3f}")
         bar.update(1)
     bar.close()
-    results = [r for r in read_jsonl(results_path) if r['run'] in want]
+    results = [r for r in latest_results(results_path) if r['run'] in want]
     write_report(sweep_dir, results, config)
     print(f"sweep: wrote {results_path} and {os.path.join(sweep_dir, 'report.md')}")
 

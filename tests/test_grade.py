@@ -13,6 +13,7 @@ import torch
 from tinystories import gpt_eval
 import grade
 from tinystories import probes
+from tinystories import probes as probes_module  # (tests name their probe files `probes`)
 from model import GPT, GPTConfig
 from tinystories.words import word_used
 from helpers import write_tiny_checkpoint
@@ -127,6 +128,10 @@ def test_probes_cli_writes_report(unigram_ckpt, tmp_path):
     header = run.stdout.splitlines()[1].split()  # the table keeps its columns, stderr added
     assert header == ['category', 'items', 'correct', 'accuracy', 'chance', 'stderr']
     assert report['checkpoint']['params'] > 0 and report['items'][0]['id'] == 'item-1'
+    # the probe file's hash (a changed file means a rescore) and the baselines, below the table
+    assert report['probes_sha256'] == probes_module.file_sha256(probes)
+    assert report['baselines']['knowledge']['copy_most'] == 0.5  # neither candidate is in the prompt
+    assert run.stdout.splitlines()[5].split()[:3] == ['baseline', 'chance', 'copy']
 
 
 def test_bad_probes_file_is_a_clear_error(unigram_ckpt, tmp_path):
@@ -396,3 +401,78 @@ def test_gpt_eval_falls_back_when_structured_output_is_refused(tmp_path, monkeyp
     with open(os.path.join(out, 'grade', 'summary.json')) as f:
         summary = json.load(f)
     assert summary['counts']['graded'] == 1 and summary['scores']['grammar']['mean'] == 6
+
+
+# -----------------------------------------------------------------------------
+# Instruct grading: the grader scores how well each instruction line is followed
+
+def test_parse_instruct_grades():
+    names = ['Summary', 'Words']
+    want = {'Summary': {'score': 7, 'reason': 'Close.'}, 'Words': {'score': 9, 'reason': 'All used.'}}
+    assert gpt_eval.parse_instruct_grades(
+        '{"Summary": {"score": 7, "reason": "Close."}, "Words": {"score": 9, "reason": "All used."}}', names) == want
+    assert gpt_eval.parse_instruct_grades('```json\n{"summary": "7/10", "WORDS": 9}\n```', names) == {
+        'Summary': {'score': 7, 'reason': ''}, 'Words': {'score': 9, 'reason': ''}}
+    assert gpt_eval.parse_instruct_grades('**Summary:** 7/10 - Close.\n- Words: 9 out of 10, All used.', names) == want
+    for bad in ('A fine story.', '{"Summary": 7}', '{"Summary": 7, "Words": 12}', '{"Summary": 0, "Words": 5}'):
+        assert gpt_eval.parse_instruct_grades(bad, names) is None, bad
+
+
+def test_instruct_prompt_set_is_shipped_and_complete(tmp_path):
+    from tinystories.instruct_eval import FIELDS, PROMPT_SET_HOLDOUT, load_prompt_set
+    records = load_prompt_set(grade.instruct_file)
+    assert len(records) >= 50 and len({r['id'] for r in records}) == len(records)
+    assert all(r['source'] == 'offline' and set(r['lines']) <= set(FIELDS) for r in records)
+    held = [r for r in records if r['held_out']]
+    assert held and all(sorted(r['lines']) == sorted(PROMPT_SET_HOLDOUT) for r in held)
+    assert {tuple(r['lines']) for r in records if not r['held_out']} and len(held) < len(records)
+    with pytest.raises(SystemExit, match='item 1: needs an id'):
+        load_prompt_set(write_jsonl(tmp_path / 'bad.jsonl', [dict(records[0], lines=['Colour'])]))
+
+
+def test_instruct_grading_end_to_end(tmp_path):
+    """grade.py --instruct: the model writes from each record's instruction lines; the stand-in
+    grader answers in JSON, in labelled lines, malformed (never parses: retried, then reported)
+    and off the scale; the scores, the held-out split and the offline scores reach the summary."""
+    from tinystories.fake_openai import FakeOpenAI
+    from tinystories.instruct_eval import load_prompt_set, summarise_following
+    shipped = load_prompt_set(grade.instruct_file)
+    chosen = [shipped[0], shipped[1], shipped[2], shipped[3]]  # all four lines, Summary+Words (held out), ...
+    prompts = write_jsonl(tmp_path / 'instruct.jsonl', chosen)
+    answers = {chosen[0]['id']: '{"Summary": {"score": 8, "reason": "ok"}, "Words": {"score": 6, "reason": "two"}, '
+                                '"Sentence": {"score": 4, "reason": "no"}, "Features": {"score": 2, "reason": "no"}}',
+               chosen[1]['id']: 'Summary: 6/10 - partly\nWords: 10/10 - all three',
+               chosen[2]['id']: 'I cannot grade this story.',
+               chosen[3]['id']: '{"Summary": 11, "Sentence": 3}'}
+    seen = []
+
+    def respond(body):
+        text = body['messages'][0]['content']
+        rec = next(r for r in chosen if r['summary'] in text or ', '.join(r['instruction']['words']) in text)
+        seen.append(rec['id'])
+        assert 'The student\'s story:' in text and body['response_format']['type'] == 'json_schema'
+        return answers[rec['id']]
+    out = str(tmp_path / 'run')
+    write_tiny_checkpoint(out, block_size=512)  # byte-level: room for the instruction lines
+    with FakeOpenAI(respond=respond) as server:
+        run = run_grade([f'--out_dir={out}', '--instruct', f'--instruct_file={prompts}',
+                         f'--base_url={server.base_url}', '--parse_retries=1'])
+    assert run.returncode == 0, run.stderr
+    assert sorted(seen) == sorted([r['id'] for r in chosen[:2]] + [chosen[2]['id'], chosen[3]['id']] * 2)
+    records = [json.loads(l) for l in open(os.path.join(out, 'grade', 'instruct_completions.jsonl'))]
+    by_id = {r['id']: r for r in records}
+    assert by_id[chosen[0]['id']]['scores']['Words'] == {'score': 6, 'reason': 'two'}
+    assert by_id[chosen[1]['id']]['scores'] == {'Summary': {'score': 6, 'reason': 'partly'},
+                                                'Words': {'score': 10, 'reason': 'all three'}}
+    assert by_id[chosen[1]['id']]['held_out'] and not by_id[chosen[0]['id']]['held_out']
+    for bad in chosen[2:]:
+        r = by_id[bad['id']]
+        assert r['scores'] is None and r['error'] == 'unparseable' and r['grades_text'] == answers[bad['id']]
+    summary = json.load(open(os.path.join(out, 'grade', 'instruct_summary.json')))
+    assert summary['counts'] == {'stories': 4, 'graded': 2, 'unparseable': 2, 'too_long': 0, 'failed': 0}
+    assert summary['following'] == pytest.approx((5 + 8) / 2) and summary['held_out'] == 8
+    assert summary['seen'] == 5 and summary['by_line']['Summary'] == 7 and summary['by_line']['Features'] == 2
+    assert summary == dict(summary, **summarise_following(records))
+    assert 0 <= summary['words_used'] <= 1 and 0 <= summary['summary_nouns_used'] <= 1
+    md = open(os.path.join(out, 'grade', 'instruct_summary.md')).read()
+    assert '| ... on the held-out combination | 8.00 |' in md

@@ -59,7 +59,7 @@ def test_head_classifier_known_answers():
     s = head_scores(att, tokens)
     labels = dict(zip(names, label_heads(s)))
     assert labels == {'previous': 'distance', 'offsets 2+3': 'distance', 'name': 'semantic',
-                      'first token': 'first-token', 'uniform': 'mixed'}
+                      'first token': 'first-token', 'uniform': 'uniform'}
     # the numbers behind the labels
     assert s['offsets'][0].argmax() == 1 and s['distance'][0] == pytest.approx(1.0, abs=1e-5)
     assert set(s['offsets'][1].topk(2).indices.tolist()) == {2, 3}
@@ -72,10 +72,19 @@ def test_head_classifier_known_answers():
     assert torch.allclose(s['token_mass'].sum(dim=1), torch.ones(5), atol=1e-5)
 
 
+def test_untrained_heads_are_labelled_uniform():
+    """A freshly initialised model's heads average their context: uniform, never semantic."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=257, block_size=128, n_layer=2, n_head=4, n_embd=64)).eval()
+    ids = torch.tensor(list(b'Once upon a time, there was a little girl named Lily. She loved to play in the park.'))
+    for att in model.attention_maps(ids[None]):
+        assert label_heads(head_scores(att[0] if att.dim() == 4 else att, ids)) == ['uniform'] * 4
+
+
 def test_head_classifier_thresholds():
     att, tokens, names = synthetic_heads(seed=1)
     s = head_scores(att, tokens)
-    strict = dict(zip(names, label_heads(s, distance_min=1.01, semantic_min=2.0, sink_min=0.99)))
+    strict = dict(zip(names, label_heads(s, distance_min=1.01, semantic_min=2.0, sink_min=0.99, uniform_min=1.01)))
     assert set(strict.values()) == {'mixed'}
 
 

@@ -4,6 +4,10 @@ beginnings like a teacher, in two turns: a free-text assessment, then grades out
 grammar, creativity, consistency and plot, and a guess of the writer's age group. This file is
 the engine grade.py runs: the grader's two prompts, the conversation through llm.py, reading
 the grades from whatever shape the grader answers in, and their summary.
+
+Also the paper's grading of its Instruct models (section 4.2): the grader gets the instruction
+lines a story was written from (summary, words, sentence, features) and the story, and scores
+how well each instruction is followed, 1-10, with a reason: grade_instructions().
 """
 import json
 import re
@@ -158,39 +162,49 @@ def grade_completions(samples, run_llm, structured=True):
             continue
         turn2.append(llm.followup(req, r['assessment'], GRADE, f"{r['key']}/grades"))
         turn2[-1]['params'] = {'max_tokens': 200}
-        if structured:
-            turn2[-1]['params']['response_format'] = GRADE_SCHEMA
 
+    ask_for_scores(by_key, turn2, lambda key, text: parse_grades(text), run_llm, structured, GRADE_SCHEMA)
+    return records
+
+
+def ask_for_scores(by_key, requests, parse, run_llm, structured, schema):
+    """Ask every request (custom_id '<record key>/<turn>') until parse(key, answer) reads it:
+    an answer that does not parse is rejected, so llm.run asks again (up to its max_rejects).
+    Sets each record's grades_text, scores and error ('unparseable' with the last answer kept,
+    or why no answer came). With structured, the requests ask for `schema`; a server that
+    refuses it (HTTP 400) is asked again in plain text."""
+    key_of = lambda req: req['custom_id'].rsplit('/', 1)[0]
+    if structured:
+        for req in requests:
+            req['params'] = dict(req['params'], response_format=schema)
     last_bad = {}
 
     def validate(req, text):
-        if parse_grades(text) is None:
+        if parse(key_of(req), text) is None:
             last_bad[req['custom_id']] = text
             return 'unparseable grades'
         return None
 
     def keep(req, res):
-        r = by_key[req['custom_id'].rsplit('/', 1)[0]]
-        r['grades_text'], r['scores'], r['error'] = res['text'], parse_grades(res['text']), None
+        r = by_key[key_of(req)]
+        r['grades_text'], r['scores'], r['error'] = res['text'], parse(key_of(req), res['text']), None
 
-    report = run_llm(turn2, validate=validate, on_result=keep)
+    report = run_llm(requests, validate=validate, on_result=keep)
     if structured and any(reason == 'http 400' for reason in report['failed']):
         # some servers refuse response_format: ask those again, in plain text (new ids, so the
         # response log keeps both attempts apart)
         retry = [dict(req, custom_id=req['custom_id'] + '-plain',
-                      params={'max_tokens': 200}) for req in turn2
-                 if by_key[req['custom_id'].rsplit('/', 1)[0]]['scores'] is None
-                 and req['custom_id'] not in last_bad]
+                      params={k: v for k, v in req['params'].items() if k != 'response_format'})
+                 for req in requests if by_key[key_of(req)]['scores'] is None and req['custom_id'] not in last_bad]
         print(f"grade: the server refused structured output (HTTP 400); asking {len(retry)} "
               f"again in plain text")
         report = run_llm(retry, validate=validate, on_result=keep)
-    for req in turn2:
-        r = by_key[req['custom_id'].rsplit('/', 1)[0]]
+    for req in requests:
+        r = by_key[key_of(req)]
         if r['scores'] is None:
             bad = last_bad.get(req['custom_id'] + '-plain', last_bad.get(req['custom_id']))
             r['grades_text'] = bad
             r['error'] = 'unparseable' if bad is not None else no_answer(report)
-    return records
 
 
 def no_answer(report):
@@ -201,6 +215,75 @@ def no_answer(report):
     if report['stopped']:
         return f"not sent: {report['stopped']} reached" + (f"; failed: {failed}" if failed else '')
     return 'no answer: ' + (failed or 'unknown')
+
+
+# ----------------------------------------------------------------------------- Instruct grading
+INSTRUCT_GRADE = (
+    "In the following exercise, the student was given instructions and had to write a short "
+    "story that follows them. The exercise tests how well the student follows instructions.\n\n"
+    "The instructions:\n{instructions}\n\nThe student's story:\n{story}\n\n"
+    "For each instruction ({names}), score how well the story follows it, as a whole number from "
+    "1 (ignored) to 10 (followed perfectly), and give a one-sentence reason. Answer with JSON only: "
+    "{{{shape}}}")
+
+
+def instruct_request(lines, story):
+    """The grader's prompt for one story, given the instruction lines [(name, text)]."""
+    names = [n for n, _ in lines]
+    shape = ', '.join(f'"{n}": {{"score": <1-10>, "reason": "<one sentence>"}}' for n in names)
+    return [{'role': 'user', 'content': INSTRUCT_GRADE.format(
+        instructions='\n'.join(text for _, text in lines), story=story, names=', '.join(names), shape=shape)}]
+
+
+def instruct_schema(names):
+    item = {'type': 'object', 'additionalProperties': False, 'required': ['score', 'reason'],
+            'properties': {'score': {'type': 'integer'}, 'reason': {'type': 'string'}}}
+    return {'type': 'json_schema', 'json_schema': {'name': 'instruction_scores', 'strict': True, 'schema': {
+        'type': 'object', 'additionalProperties': False, 'required': list(names),
+        'properties': {n: item for n in names}}}}
+
+
+def parse_instruct_grades(text, names):
+    """{name: {'score': 1-10, 'reason': str}} for every instruction named, or None when any is
+    missing or off the scale. JSON first ({"Words": {"score": 8, "reason": ...}} or {"Words": 8}),
+    then lines such as "Words: 8/10 - uses all three words"."""
+    got = {}
+    for obj in _json_objects(text):
+        for key, value in obj.items():
+            name = next((n for n in names if n.lower() == key.strip().lower()), None)
+            if name and name not in got and _number(value) is not None:
+                reason = value.get('reason', '') if isinstance(value, dict) else ''
+                got[name] = {'score': _number(value), 'reason': str(reason)}
+    for line in text.splitlines():
+        plain = line.replace('*', '').replace('#', '').strip(' -')
+        for n in names:
+            m = re.match(re.escape(n) + r'\s*[:=-]\s*(.*)', plain, re.I)
+            if n not in got and m and _number(m.group(1)) is not None:
+                reason = re.sub(r'^[^A-Za-z]*', '', SCALE.sub(' ', m.group(1)).split(maxsplit=1)[-1]
+                                if len(m.group(1).split()) > 1 else '')
+                got[n] = {'score': _number(m.group(1)), 'reason': reason}
+    if any(n not in got or not 1 <= got[n]['score'] <= 10 for n in names):
+        return None
+    return {n: got[n] for n in names}
+
+
+def grade_instructions(samples, run_llm, structured=True):
+    """One grading turn per story: each sample {'key', 'lines': [(name, text)], 'completion'}
+    gets scores {name: {score, reason}} through llm.run (retries, budget, resume: its business),
+    or an error ('unparseable' with the last answer, or why no answer came)."""
+    records = [dict(s, grades_text=None, scores=None, error=None) for s in samples]
+    by_key = {r['key']: r for r in records}
+    names = {r['key']: [n for n, _ in r['lines']] for r in records}
+    requests = [{'custom_id': f"{r['key']}/instructions", 'params': {'max_tokens': 400},
+                 'messages': instruct_request(r['lines'], r['completion'])} for r in records]
+    by_names = {}  # one schema per combination of lines
+    for req in requests:
+        key = req['custom_id'].rsplit('/', 1)[0]
+        by_names.setdefault(tuple(names[key]), []).append(req)
+    for combo, reqs in by_names.items():
+        ask_for_scores(by_key, reqs, lambda key, text: parse_instruct_grades(text, names[key]),
+                       run_llm, structured, instruct_schema(combo))
+    return records
 
 
 # ----------------------------------------------------------------------------- the summary

@@ -2,24 +2,38 @@
 Offline probes of what a model knows, in the spirit of the TinyStories paper's Figures 9-11:
 knowledge (facts a children's story relies on), reasoning (a step from what the prompt says) and
 context tracking (who has what, where things are). Each item is a prompt with one right
-continuation and distractors; the model "answers" with the candidate it finds most likely, per
-token (length-normalised log-likelihood), so no sampling and no grader is involved.
+continuation and three distractors (four candidates: chance is 25%); the model "answers" with
+the candidate it finds most likely, per token (length-normalised log-likelihood), so no sampling
+and no grader is involved.
 
-This file holds both halves:
+Reasoning and context items cannot be passed by copying: all four candidates appear in the
+prompt, equally often, in the paper's "either ... or ..., not ..." form and others like it, and
+the answer is the last-mentioned candidate in exactly a quarter of them. Every category reports
+baselines beside the model (probe_baselines): chance; the candidate mentioned most often in the
+prompt; the one mentioned last; the one most frequent in TinyStories text (eval/unigrams.json).
+
+This file holds:
 1. the probe-set generator: seeded templates and small hand-written fact tables, varied in
    names, objects, places and order. The repo's eval/probes.jsonl is its output, and a test
    checks that it is reproduced byte for byte:
 
        python -m tinystories.probes --seed=1 --per_category=250 --out=eval/probes.jsonl
 
+   and the unigram table, made once from TinyStories train-split text (the source file's name
+   and sha256 are in the table):
+
+       python -m tinystories.probes --unigram_source=tinystories_train_sample.txt
+
 2. the scoring engine grade.py --probes calls: run_probes() batches every (prompt, candidate)
    pair through the model, and reports accuracy per category with its binomial standard error
-   sqrt(p(1-p)/n), beside chance (1 / candidates).
+   sqrt(p(1-p)/n), beside chance (1 / candidates) and the baselines.
 """
+import hashlib
 import json
 import math
 import os
 import random
+import re
 
 import torch
 
@@ -29,6 +43,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repo (
 seed = 1
 per_category = 250
 out = os.path.join(ROOT, 'eval', 'probes.jsonl')
+unigram_source = ''        # a TinyStories text file: write the unigram table (unigram_out) from it instead
+unigram_out = os.path.join(ROOT, 'eval', 'unigrams.json')
 # -----------------------------------------------------------------------------
 
 CATEGORIES = ('knowledge', 'reasoning', 'context')
@@ -44,7 +60,7 @@ PLACES = 'park beach zoo pool farm library store lake forest garden playground'.
 PETS = 'dog cat bird fish bunny frog turtle hamster pony duck'.split()
 PET_NAMES = 'Buddy Fluffy Spot Bella Coco Daisy Sunny Pip Rex Milo Lucky Tiger Bubbles'.split()
 FOODS = 'apple banana cookie cake sandwich carrot muffin pear grape cherry'.split()
-NUMBERS = 'zero one two three four five six'.split()
+NUMBERS = 'zero one two three four five six seven eight nine'.split()
 
 
 def person(rng, avoid=()):
@@ -232,204 +248,205 @@ def k_nature(rng):
     return prompt.format(name=person(rng)['name']), word, wrong, '.'
 
 
-# ----------------------------------------------------------------------------- reasoning
-def r_exchange(rng):
-    a, b = people(rng, 2)
-    x, y, z = rng.sample(TOYS, 3)
-    prompt = (f"{a['name']} told {b['name']}, \"If you give me your {x}, I will give you my {y}.\" "
-              f"{b['name']} gave {a['name']} the {x}, so {a['name']} gave {b['name']} the")
-    return prompt, y, [x, z, rng.choice([t for t in TOYS if t not in (x, y, z)])], '.'
+# ----------------------------------------------------------------------------- reasoning and context
+# These two categories are built so that copying from the prompt cannot pass them: all four
+# candidates appear in the prompt, equally often, and the answer's place among them (the slot:
+# which candidate is mentioned last) cycles 0, 1, 2, 3 through the set, so "pick the most
+# frequent" and "pick the last mentioned" both score chance (25%). Only tracking who has what
+# (context) or taking one step from what the prompt says (reasoning) picks the right one.
+ORDINALS = ['first', 'second', 'third', 'last']
 
 
-def r_none_left(rng):
-    p = person(rng)
-    x, y = rng.sample(FOODS, 2)
-    prompt = f"{p['name']} wanted {article(x)} or {article(y)}. There were no {plural(y)} left, so {p['she']} took"
-    wrong = [y] + others(rng, FOODS, {x, y}, DISTRACTORS - 1)
-    return prompt, article(x), [article(w) for w in wrong], '.'
+def fifth(rng, four):
+    """A person who is not one of the candidates (names are candidates in some templates)."""
+    return person(rng, avoid=[p['name'] for p in four])
 
 
-def r_race(rng):
-    a, b, c = people(rng, 3)
-    faster = rng.random() < 0.5
-    prompt = (f"{a['name']} runs {'faster' if faster else 'slower'} than {b['name']}. "
-              f"They ran a race, and the winner was")
-    win, lose = (a, b) if faster else (b, a)
-    return prompt, win['name'], [lose['name'], c['name'], person(rng, avoid=[a['name'], b['name'], c['name']])['name']], '.'
+def listing(parts):
+    """'a, b, c and d'."""
+    return ', '.join(parts[:-1]) + ' and ' + parts[-1]
 
 
-def r_age(rng):
-    a, b, c = people(rng, 3)
-    i, j = rng.sample(range(2, 7), 2)
-    which = rng.choice(['older', 'younger'])
-    prompt = (f"{a['name']} is {NUMBERS[i]} years old and {b['name']} is {NUMBERS[j]} years old. "
-              f"The {which} one is")
-    right = a if (i > j) == (which == 'older') else b
-    wrong = b if right is a else a
-    d = person(rng, avoid=[a['name'], b['name'], c['name']])
-    return prompt, right['name'], [wrong['name'], c['name'], d['name']], '.'
+def pick(candidates, slot):
+    """The answer (the candidate at slot) and the distractors (the others, in order)."""
+    return candidates[slot], candidates[:slot] + candidates[slot + 1:]
 
 
-def r_count(rng):
-    p, q = people(rng, 2)
-    thing, n = rng.choice(FOODS), rng.randrange(2, 5)
-    more = rng.random() < 0.5
-    prompt = (f"{p['name']} had {count(n, thing)}. " +
-              (f"{q['name']} gave {p['him']} one more. " if more else f"{p['She']} gave one to {q['name']}. ") +
-              f"Now {p['name']} had")
-    m = n + 1 if more else n - 1
-    wrong = [n] + rng.sample([k for k in range(1, 7) if k not in (n, m)], DISTRACTORS - 1)
-    return prompt, count(m, thing), [count(k, thing) for k in wrong], '.'
+def with_answer_at(rng, rows, is_answer, slot):
+    """rows shuffled so that the one row is_answer picks sits at position slot."""
+    right = [r for r in rows if is_answer(r)]
+    rest = [r for r in rows if not is_answer(r)]
+    rng.shuffle(rest)
+    return rest[:slot] + right + rest[slot:]
 
 
-FEELINGS = 'happy sad angry scared sleepy hungry'.split()
-EVENTS = [  # (what happened, how the child felt, also right)
-    ('{name} lost {her} {toy} and could not find it anywhere. {She} felt', 'sad', 'angry scared'),
-    ('{name} found the {toy} {she} had lost. {She} felt', 'happy', ''),
-    ('{name} got a new {toy} for {her} birthday. {She} felt', 'happy', ''),
-    ('{other} broke {name}\'s {toy} on purpose. {name} felt', 'angry', 'sad'),
-    ('{name} did not eat anything all day. At dinner, {she} was very', 'hungry', 'sad angry'),
-    ('{name} played outside all day. At night, {she} was very', 'sleepy', 'hungry happy'),
-    ('{name} heard a loud noise in the dark. {She} felt', 'scared', ''),
-]
-CONSEQUENCES = [  # (cause, effect, also right)
-    ('{name} was very tired, so {she} went to bed to', 'sleep', 'rest'),
-    ('{name} dropped the glass on the hard floor, and {she} saw it', 'break', 'fall'),
-    ('The ice cream sat in the hot sun, so it began to', 'melt', ''),
-    ('The box was too heavy for {name} to lift alone, so {she} asked {other} to', 'help', ''),
-    ('{name} was thirsty, so {she} got a glass of water to', 'drink', ''),
-    ('{name} was scared of the dark, so {she} turned on the light to', 'see', ''),
-    ('{name} forgot to water the flower for many days, so the flower began to', 'die', 'droop'),
-    ('{name} fell down and hurt {her} knee, so {she} started to', 'cry', ''),
-]
+def r_age(rng, slot):
+    kids = people(rng, 4)
+    ages = rng.sample(range(2, 10), 4)
+    oldest = rng.random() < 0.5
+    target = max(ages) if oldest else min(ages)
+    rows = with_answer_at(rng, list(zip(kids, ages)), lambda r: r[1] == target, slot)
+    prompt = (f"{rows[0][0]['name']} is {NUMBERS[rows[0][1]]} years old, " +
+              listing([f"{p['name']} is {NUMBERS[a]}" for p, a in rows[1:]]) +
+              f". The {'oldest' if oldest else 'youngest'} of them is")
+    return (prompt, *pick([p['name'] for p, _ in rows], slot), '.')
 
 
-def fill(text, rng):
-    a, b = people(rng, 2)
-    return text.format(name=a['name'], she=a['she'], She=a['She'], her=a['her'], other=b['name'],
-                       toy=rng.choice(TOYS))
+SIZE_TIERS = [['ant', 'bee', 'bug'], ['mouse', 'frog', 'fish'], ['cat', 'bunny', 'duck'],
+              ['dog', 'goat', 'sheep'], ['horse', 'cow', 'bear'], ['elephant', 'whale', 'giraffe']]
 
 
-def r_feeling(rng):
-    text, feeling, also = rng.choice(EVENTS)
-    return fill(text, rng), feeling, others(rng, FEELINGS, {feeling} | set(also.split()), DISTRACTORS), '.'
+def r_size(rng, slot):
+    kids = people(rng, 4)
+    tiers = rng.sample(range(len(SIZE_TIERS)), 4)
+    biggest = rng.random() < 0.5
+    target = max(tiers) if biggest else min(tiers)
+    rows = with_answer_at(rng, list(zip(kids, tiers)), lambda r: r[1] == target, slot)
+    prompt = (listing([f"{p['name']} drew {article(rng.choice(SIZE_TIERS[t]))}" for p, t in rows]) +
+              f". The {'biggest' if biggest else 'smallest'} animal was drawn by")
+    return (prompt, *pick([p['name'] for p, _ in rows], slot), '.')
 
 
-def r_consequence(rng):
-    text, effect, also = rng.choice(CONSEQUENCES)
-    pool = sorted({e for _, e, _ in CONSEQUENCES})
-    return fill(text, rng), effect, others(rng, pool, {effect} | set(also.split()), DISTRACTORS), '.'
+def r_exchange(rng, slot):
+    kids, toys = people(rng, 4), rng.sample(TOYS, 4)
+    other = rng.choice([i for i in range(4) if i != slot])
+    prompt = (listing([f"{p['name']} had {article(t)}" for p, t in zip(kids, toys)]) +
+              f". {kids[other]['name']} and {kids[slot]['name']} swapped toys. Now "
+              f"{kids[other]['name']} had the")
+    return (prompt, *pick(toys, slot), '.')
 
 
-def r_weather(rng):
-    a = person(rng)
-    bad = rng.choice(['raining hard', 'very cold', 'snowing', 'very windy', None, None])
-    weather = f"but it was {bad}" if bad else rng.choice(['and the sun was shining', 'and it was warm'])
-    prompt = f"{a['name']} wanted to play outside, {weather}. So {a['she']} played"
-    right, wrong = ('inside', 'outside') if bad else ('outside', 'inside')
-    return prompt, right, [wrong, 'in the sea', 'on the moon'], '.'
+FELT = {  # (what happened, how it made the child feel): one feeling each, no two alike
+    'happy': 'got a new {toy} for {her} birthday', 'scared': 'heard a loud noise in the dark',
+    'sleepy': 'played outside all day and stayed up late', 'hungry': 'did not eat anything all day',
+    'sad': 'lost {her} {toy} and could not find it'}
+
+
+def r_feeling(rng, slot):
+    kids, feelings = people(rng, 4), rng.sample(sorted(FELT), 4)
+    events = [FELT[f].format(toy=rng.choice(TOYS), her=p['her']) for p, f in zip(kids, feelings)]
+    prompt = (listing([f"{p['name']} {e}" for p, e in zip(kids, events)]) +
+              f". The one who felt {feelings[slot]} was")
+    return (prompt, *pick([p['name'] for p in kids], slot), '.')
+
+
+NEED = {'hungry': 'ate some food', 'thirsty': 'drank some water', 'tired': 'went to sleep',
+        'cold': 'put on a warm coat', 'dirty': 'took a bath'}
+
+
+def r_need(rng, slot):
+    kids, states = people(rng, 4), rng.sample(sorted(NEED), 4)
+    prompt = (listing([f"{p['name']} was {s}" for p, s in zip(kids, states)]) +
+              f". One of them {NEED[states[slot]]}. It was")
+    return (prompt, *pick([p['name'] for p in kids], slot), '.')
+
+
+def r_none_left(rng, slot):
+    """Each food twice: once as a wish, once as gone or left (the 'either ... or ..., not ...' form)."""
+    p, foods = person(rng), rng.sample(FOODS, 4)
+    wished = foods[:]
+    rng.shuffle(wished)
+    said = with_answer_at(rng, foods, lambda f: f == foods[0], slot)
+    clauses = [f"there was one {f} left" if f == foods[0] else f"there were no {plural(f)} left" for f in said]
+    prompt = (f"{p['name']} wanted {', '.join(article(f) for f in wished[:-1])} or {article(wished[-1])}. "
+              f"{clauses[0][0].upper() + clauses[0][1:]}, {listing(clauses[1:])}. So {p['she']} took the")
+    return prompt, foods[0], foods[1:], '.'
+
+
+def r_tool(rng, slot):
+    kids = people(rng, 4)
+    rows = rng.sample(TOOLS, 4)
+    while any(t in also.split() for _, _, also in rows for _, t, _ in rows):
+        rows = rng.sample(TOOLS, 4)  # no tool also does another chosen task
+    asker = fifth(rng, kids)
+    prompt = (listing([f"{p['name']} had {article(t)}" for p, (_, t, _) in zip(kids, rows)]) +
+              f". {asker['name']} wanted to {rows[slot][0].format(her=asker['her'])}, so "
+              f"{asker['she']} asked")
+    return (prompt, *pick([p['name'] for p in kids], slot), '.')
 
 
 # ----------------------------------------------------------------------------- context tracking
-def c_possession(rng):
-    a, b = people(rng, 2)
-    x, y, z = rng.sample(TOYS, 3)
-    c1, c2 = rng.sample(COLOURS, 2)
-    prompt = (f"{a['name']} had {article(c1)} {x} and {b['name']} had {article(c2)} {y}. "
-              f"{b['name']} let {a['name']} play with {b['her']}")
-    return prompt, y, [x, z, others(rng, TOYS, {x, y, z}, 1)[0]], '.'
+def c_location(rng, slot):
+    a, toys, boxes = person(rng), rng.sample(TOYS, 4), rng.sample(CONTAINERS, 4)
+    prompt = (f"{a['name']} put " + listing([f"the {t} in the {b}" for t, b in zip(toys, boxes)]) +
+              f". Later, {a['she']} wanted to play with the {toys[slot]}, so {a['she']} looked in the")
+    return (prompt, *pick(boxes, slot), '.')
 
 
-def c_location(rng):
-    a = person(rng)
-    x = rng.choice(TOYS)
-    box, *wrong = rng.sample(CONTAINERS, 1 + DISTRACTORS)
-    prompt = (f"{a['name']} put {a['her']} {x} in the {box}. Later, {a['she']} wanted to play with "
-              f"it, so {a['she']} looked in the")
-    return prompt, box, wrong, '.'
+def c_owner(rng, slot):
+    kids, toys = people(rng, 4), rng.sample(TOYS, 4)
+    asker = fifth(rng, kids)
+    prompt = (listing([f"{p['name']} had {article(t)}" for p, t in zip(kids, toys)]) +
+              f". {asker['name']} wanted to play with the {toys[slot]}, so {asker['she']} asked")
+    return (prompt, *pick([p['name'] for p in kids], slot), '.')
 
 
-def c_moved(rng):
-    a, b = people(rng, 2)
-    x = rng.choice(TOYS)
-    first, then, *rest = rng.sample(CONTAINERS, 2 + DISTRACTORS - 1)
-    prompt = (f"{a['name']} put the {x} in the {first}. Then {b['name']} moved the {x} to the "
-              f"{then}. Now the {x} was in the")
-    return prompt, then, [first] + rest, '.'
+def c_colour(rng, slot):
+    a, toys, colours = person(rng), rng.sample(TOYS, 4), rng.sample(COLOURS, 4)
+    prompt = (f"{a['name']} had " + listing([f"{article(c)} {t}" for c, t in zip(colours, toys)]) +
+              f". {a['Her']} {toys[slot]} was")
+    return (prompt, *pick(colours, slot), '.')
 
 
-def c_gift(rng):
-    a, b, c, d = people(rng, 4)
-    x = rng.choice(TOYS)
-    prompt = f"{a['name']} gave {a['her']} {x} to {b['name']}. Now the {x} belonged to"
-    return prompt, b['name'], [a['name'], c['name'], d['name']], '.'
-
-
-def c_choice(rng):
-    a, b = people(rng, 2)
-    p1, p2, *rest = rng.sample(PLACES, 2 + DISTRACTORS - 1)
-    prompt = (f"{a['name']} and {b['name']} could not decide between the {p1} and the {p2}. "
-              f"{a['name']} said, \"I want to go to the {p1}.\" {b['name']} said, \"I want to go to the")
-    return prompt, p2, [p1] + rest, '."'
-
-
-def c_pet(rng):
-    a = person(rng)
-    pet, *wrong = rng.sample(PETS, 1 + DISTRACTORS)
-    n = rng.choice(PET_NAMES)
-    prompt = (f"{a['name']} had a {pet} named {n}. One day, {n} ran away. {a['name']} looked "
-              f"everywhere for {a['her']}")
-    return prompt, pet, wrong, '.'
-
-
-def c_family(rng):
-    a = person(rng)
-    p1, p2 = rng.choice([('mom', 'dad'), ('dad', 'mom'), ('grandma', 'grandpa'), ('grandpa', 'grandma'),
-                         ('sister', 'brother'), ('brother', 'sister')])
-    prompt = (f"{a['name']}'s {p1} was not home, but {a['her']} {p2} was. When {a['name']} came in, "
-              f"{a['she']} said hello to {a['her']}")
-    return prompt, p2, [p1] + others(rng, ['teacher', 'friend', 'dog', 'cat'], (), DISTRACTORS - 1), '.'
-
-
-def c_colour(rng):
-    a = person(rng)
-    x, y = rng.sample(TOYS, 2)
-    c1, c2, *rest = rng.sample(COLOURS, 2 + DISTRACTORS - 1)
-    ask_first = rng.random() < 0.5
-    prompt = (f"{a['name']} had {article(c1)} {x} and {article(c2)} {y}. "
-              f"{a['Her']} {x if ask_first else y} was")
-    right, wrong = (c1, c2) if ask_first else (c2, c1)
-    return prompt, right, [wrong] + rest, '.'
+def c_pet(rng, slot):
+    a, pets, names = person(rng), rng.sample(PETS, 4), rng.sample(PET_NAMES, 4)
+    prompt = (f"{a['name']} had four pets: " + listing([f"{article(p)} named {n}" for p, n in zip(pets, names)]) +
+              f". {a['She']} called \"{names[slot]}!\" and {a['her']} little")
+    return (prompt, *pick(pets, slot), '.')
 
 
 MADE = [('baked a cake', 'cake'), ('painted a picture', 'picture'), ('built a sand castle', 'castle'),
         ('wrote a song', 'song'), ('made a card', 'card'), ('drew a map', 'map'), ('built a tower', 'tower')]
 
 
-def c_maker(rng):
-    a, b, c, d = people(rng, 4)
-    (m1, t1), (m2, t2) = rng.sample(MADE, 2)
-    first = rng.random() < 0.5
-    prompt = f"{a['name']} {m1} and {b['name']} {m2}. The {t1 if first else t2} was made by"
-    right, wrong = (a, b) if first else (b, a)
-    return prompt, right['name'], [wrong['name'], c['name'], d['name']], '.'
+def c_maker(rng, slot):
+    kids, made = people(rng, 4), rng.sample(MADE, 4)
+    prompt = (listing([f"{p['name']} {m}" for p, (m, _) in zip(kids, made)]) +
+              f". The {made[slot][1]} was made by")
+    return (prompt, *pick([p['name'] for p in kids], slot), '.')
 
 
-def c_order(rng):
-    a = person(rng)
-    f1, f2, *rest = rng.sample(FOODS, 2 + DISTRACTORS - 1)
-    last = rng.random() < 0.5
-    prompt = (f"{a['name']} ate the {f1} first and the {f2} last. The {'last' if last else 'first'} "
-              f"thing {a['she']} ate was the")
-    right, wrong = (f2, f1) if last else (f1, f2)
-    return prompt, right, [wrong] + rest, '.'
+def c_order(rng, slot):
+    a, foods = person(rng), rng.sample(FOODS, 4)
+    prompt = (f"{a['name']} ate the {foods[0]} first, then the {foods[1]}, then the {foods[2]}, and "
+              f"the {foods[3]} last. The {ORDINALS[slot]} thing {a['she']} ate was the")
+    return (prompt, *pick(foods, slot), '.')
+
+
+def c_gift(rng, slot):
+    toys = rng.sample(TOYS, 4)
+    kids = people(rng, 5)
+    giver, kids = kids[0], kids[1:]
+    prompt = (f"{giver['name']} gave away {giver['her']} toys: " +
+              listing([f"the {t} to {p['name']}" for t, p in zip(toys, kids)]) +
+              f". Now the {toys[slot]} belonged to")
+    return (prompt, *pick([p['name'] for p in kids], slot), '.')
+
+
+def c_place(rng, slot):
+    kids, places = people(rng, 4), rng.sample(PLACES, 4)
+    prompt = (listing([f"{p['name']} went to the {pl}" for p, pl in zip(kids, places)]) +
+              f". {kids[slot]['name']} had a fun day at the")
+    return (prompt, *pick(places, slot), '.')
+
+
+def c_choice(rng, slot):
+    """The paper's form ("either a cat or a dog ... didn't let her get a dog, so instead ..."),
+    with four pets each named twice: once as a wish, once as refused or allowed."""
+    a, pets = person(rng), rng.sample(PETS, 4)
+    wished = pets[:]
+    rng.shuffle(wished)
+    said = with_answer_at(rng, pets, lambda p: p == pets[0], slot)
+    clauses = [f"yes to the {p}" if p == pets[0] else f"no to the {p}" for p in said]
+    prompt = (f"{a['name']} wanted either {', '.join(article(p) for p in wished[:-1])} or "
+              f"{article(wished[-1])}. Mom said {listing(clauses)}. So {a['she']} got the")
+    return prompt, pets[0], pets[1:], '.'
 
 
 TEMPLATES = {
     'knowledge': [k_animal_does, k_sound, k_colour, k_need, k_tool, k_opposite, k_body, k_nature],
-    'reasoning': [r_exchange, r_none_left, r_race, r_age, r_count, r_feeling, r_consequence, r_weather],
-    'context': [c_possession, c_location, c_moved, c_gift, c_choice, c_pet, c_family, c_colour,
-                c_maker, c_order],
+    'reasoning': [r_age, r_size, r_exchange, r_feeling, r_need, r_none_left, r_tool],
+    'context': [c_location, c_owner, c_colour, c_pet, c_maker, c_order, c_gift, c_place, c_choice],
 }
 
 
@@ -445,7 +462,9 @@ def generate_probes(seed=1, per_category=250):
             if tries > 200 * per_category:
                 raise SystemExit(f"error: cannot make {per_category} distinct {cat} items "
                                  f"(the templates run out): use a smaller --per_category")
-            prompt, answer, wrong, end = TEMPLATES[cat][tries % len(TEMPLATES[cat])](rng)
+            template = TEMPLATES[cat][tries % len(TEMPLATES[cat])]
+            # the answer's slot cycles over the accepted items: copying scores chance exactly
+            prompt, answer, wrong, end = template(rng) if cat == 'knowledge' else template(rng, len(made) % 4)
             cands = [answer] + list(wrong)
             assert len({c.lower() for c in cands}) == len(cands), (prompt, cands)
             if prompt in seen:
@@ -574,11 +593,102 @@ def probes_table(report):
     return '\n'.join(lines)
 
 
+# ----------------------------------------------------------------------------- baselines
+# What a model that does not read the prompt for meaning would score: if a baseline beats chance,
+# the category can be passed without the ability it names.
+UNIGRAMS = os.path.join(ROOT, 'eval', 'unigrams.json')
+WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
+
+
+def make_unigrams(text_path, min_count=3):
+    """Word counts (lowercase, [a-z] words with an inner apostrophe) of a text file, for the
+    frequency baseline; words seen fewer than min_count times are left out (counted as 0)."""
+    import collections
+    with open(text_path, encoding='utf-8') as f:
+        counts = collections.Counter(WORD.findall(f.read().lower()))
+    kept = {w: n for w, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if n >= min_count}
+    return {'source': os.path.basename(text_path), 'sha256': file_sha256(text_path),
+            'made_by': f"python -m tinystories.probes --unigram_source={os.path.basename(text_path)}",
+            'words': sum(counts.values()), 'min_count': min_count, 'counts': kept}
+
+
+def load_unigrams(path=UNIGRAMS):
+    try:
+        with open(path, encoding='utf-8') as f:
+            return json.load(f)['counts']
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SystemExit(f"error: unigram table {path} cannot be read ({type(e).__name__}): restore "
+                         f"eval/unigrams.json or rebuild it with python -m tinystories.probes --unigram_source=...")
+
+
+def file_sha256(path):
+    with open(path, 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def bare(candidate):
+    """A candidate's words, without its ending, quotes or leading article: '"Moo!"' -> 'Moo'."""
+    return re.sub(r'^(a|an|the)\s+', '', candidate.strip(' .,!?"\''), flags=re.I)
+
+
+def mentions(prompt, candidate):
+    """Where a candidate stands in the prompt: the offset of each mention (its plural counts)."""
+    word = bare(candidate)
+    forms = sorted({word, plural(word)}, key=len, reverse=True)
+    return [m.start() for m in re.finditer(r'\b(?:' + '|'.join(map(re.escape, forms)) + r')\b', prompt, re.I)]
+
+
+def credit(values):
+    """The share of a pick by highest value that lands on candidate 0 (the answer), ties split."""
+    best = max(values)
+    tied = [i for i, v in enumerate(values) if v == best]
+    return (0 in tied) / len(tied)
+
+
+def baseline_credits(item, unigrams):
+    """What each baseline earns on one item: {copy_most, copy_last, unigram}, 0..1."""
+    cands = [item['answer']] + list(item['distractors'])
+    where = [mentions(item['prompt'], c) for c in cands]
+    freq = [sum(math.log1p(unigrams.get(w, 0)) for w in WORD.findall(bare(c).lower()))
+            / max(1, len(WORD.findall(bare(c).lower()))) for c in cands]
+    return {'copy_most': credit([len(m) for m in where]),
+            'copy_last': credit([max(m, default=-1) for m in where]), 'unigram': credit(freq)}
+
+
+BASELINES = ('copy_most', 'copy_last', 'unigram')
+
+
+def probe_baselines(items, unigrams):
+    """Per category: chance, and the accuracy of picking the candidate mentioned most often in
+    the prompt, the one mentioned last, and the most frequent word in TinyStories text; with
+    the standard error at chance, sqrt(c(1-c)/n), to read them against."""
+    out = {}
+    cats = list(dict.fromkeys(it['category'] for it in items))
+    for cat in sorted(cats, key=lambda c: (c not in CATEGORIES, CATEGORIES.index(c) if c in CATEGORIES else 0, c)):
+        mine = [it for it in items if it['category'] == cat]
+        n = len(mine)
+        chance = sum(1 / (1 + len(it['distractors'])) for it in mine) / n
+        got = [baseline_credits(it, unigrams) for it in mine]
+        out[cat] = {'items': n, 'chance': chance, 'stderr_at_chance': math.sqrt(chance * (1 - chance) / n),
+                    **{b: sum(g[b] for g in got) / n for b in BASELINES}}
+    return out
+
+
+def baselines_table(baselines):
+    lines = [f"{'baseline':<12} {'chance':>7} {'copy most':>9} {'copy last':>9} {'unigram':>8} {'stderr':>7}"]
+    for cat, b in baselines.items():
+        lines.append(f"{cat:<12} {b['chance']:>7.1%} {b['copy_most']:>9.1%} {b['copy_last']:>9.1%} "
+                     f"{b['unigram']:>8.1%} {b['stderr_at_chance']:>7.1%}")
+    return '\n'.join(lines)
+
+
 # ----------------------------------------------------------------------------- instruction following
 def run_words(model, enc, path, template, max_new_tokens, temperature, seed, batch_size):
-    """Instruction following: the fraction of required words that appear (words.word_used,
-    the matcher generation validates with) in stories generated from `Words:` prompts, as the
-    paper checked its Instruct models. A prompt too long for the context is marked, not scored."""
+    """An offline check of instruction following: the fraction of required words that appear
+    (words.word_used, the matcher generation validates with) in stories generated from `Words:`
+    prompts. The paper graded its Instruct models with GPT-4 on every instruction (grade.py
+    --instruct with a grader does that); this counts words only. A prompt too long for the
+    context is marked, not scored."""
     from tinystories.completions import complete
     from tinystories.words import word_used
     from tinystories.jsonl import read_jsonl
@@ -610,6 +720,11 @@ if __name__ == '__main__':
     from tinystories.atomic_write import atomic_write
     from tinystories.configurator import configure
     configure(globals())
+    if unigram_source:
+        table = make_unigrams(unigram_source)
+        atomic_write(unigram_out, json.dumps(table, indent=0) + '\n')
+        print(f"wrote {len(table['counts'])} word counts of {unigram_source} to {unigram_out}")
+        raise SystemExit(0)
     if per_category < 1:
         raise SystemExit(f"error: --per_category={per_category}: must be 1 or more")
     made = generate_probes(seed, per_category)
