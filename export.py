@@ -39,20 +39,9 @@ def fail(msg):
 
 def last_eval(run_dir):
     """The final (else the latest) val record of the run's log.jsonl, or None."""
-    found = None
-    try:
-        with open(os.path.join(run_dir, 'log.jsonl'), encoding='utf-8') as f:
-            for line in f:
-                try:
-                    r = json.loads(line)
-                except ValueError:  # a torn last line of a killed run
-                    continue
-                if isinstance(r, dict) and r.get('val_bpb') is not None and \
-                        not (found or {}).get('final'):
-                    found = r
-    except OSError:
-        return None
-    return found
+    from tinystories.records import read_log
+    evals = [r for r in read_log(run_dir) if r.get('val_bpb') is not None]
+    return next((r for r in evals if r.get('final')), evals[-1] if evals else None)
 
 
 def readme(name, model, info, hf_cfg):

@@ -206,16 +206,15 @@ def as_args(settings):
 
 def final_record(run_dir):
     """The run's final log record (whole-val loss and bits/byte), or None if it has none yet."""
-    from tinystories.jsonl import read_jsonl
-    records = read_jsonl(os.path.join(run_dir, 'log.jsonl'))
+    from tinystories.records import read_log
+    records = read_log(run_dir)
     return records[-1] if records and records[-1].get('final') else None
 
 
 def probe_scores(run_dir):
     """Each probe category's accuracy and standard error, flat, from grade.py's probes.json."""
-    import json
-    with open(os.path.join(run_dir, 'grade', 'probes.json'), encoding='utf-8') as f:
-        report = json.load(f)
+    from tinystories.records import PROBES, read_report
+    report = read_report(os.path.join(run_dir, 'grade', 'probes.json'), PROBES)
     out = {}
     for cat, s in list(report['by_category'].items()) + [('probes', report['overall'])]:
         acc, n = s['accuracy'], s['items']
@@ -229,9 +228,8 @@ def probe_scores(run_dir):
 
 
 def gpt_eval_scores(run_dir):
-    import json
-    with open(os.path.join(run_dir, 'grade', 'summary.json'), encoding='utf-8') as f:
-        summary = json.load(f)
+    from tinystories.records import SUMMARY, read_report
+    summary = read_report(os.path.join(run_dir, 'grade', 'summary.json'), SUMMARY)
     out = {k: s['mean'] for k, s in summary['scores'].items()}
     out['graded'] = summary['counts']['graded']
     return out
@@ -239,8 +237,8 @@ def gpt_eval_scores(run_dir):
 
 def make_record(name, run_dir, ckpt, final, settings):
     import torch
-    from tinystories.jsonl import read_jsonl
-    curve = [r for r in read_jsonl(os.path.join(run_dir, 'log.jsonl')) if 'val_loss' in r]
+    from tinystories.records import read_log
+    curve = [r for r in read_log(run_dir) if r.get('val_loss') is not None]
     from model import GPT, GPTConfig
     with torch.device('meta'):  # counts without memory, however large the model
         model = GPT(GPTConfig(**ckpt['model_args']))
@@ -308,7 +306,8 @@ def evaluate(name, run_dir, record):
 
 def main():
     from tinystories.dirlock import lock_dir
-    from tinystories.jsonl import append_jsonl, read_jsonl
+    from tinystories.jsonl import append_jsonl
+    from tinystories.records import read_results
     from tinystories.progress import progress as progress_bar  # (progress itself is a train.py key)
     from tinystories.sweep_report import write_report
     runs = plan_runs()  # bad keys and shapes: errors before anything is touched
@@ -316,7 +315,7 @@ def main():
     lock_dir(sweep_dir, 'sweep')
     results_path = os.path.join(sweep_dir, 'results.jsonl')
     if report_only:
-        write_report(sweep_dir, read_jsonl(results_path), config)
+        write_report(sweep_dir, read_results(sweep_dir), config)
         return
     data = prepare_instruct_data() if instruct_holdout else data_dir
     from tinystories.dataset import open_dataset
@@ -325,7 +324,7 @@ def main():
     for name, *_ in runs:  # every existing run folder must be this sweep's, before any training
         if os.path.isfile(os.path.join(sweep_dir, name, 'ckpt.pt')):
             check_run_settings(os.path.join(sweep_dir, name), want[name])
-    done = {r['run'] for r in read_jsonl(results_path)}
+    done = {r['run'] for r in read_results(sweep_dir)}
     extra = done - set(want)
     if extra:
         print(f"sweep: results.jsonl also holds runs outside this grid: {', '.join(sorted(extra))}")
@@ -357,7 +356,7 @@ def main():
         bar.set_postfix(last=name, val_bpb=f"{record['val_bpb']:.3f}")
         bar.update(1)
     bar.close()
-    results = [r for r in read_jsonl(results_path) if r['run'] in want]
+    results = [r for r in read_results(sweep_dir) if r['run'] in want]
     write_report(sweep_dir, results, config)
     print(f"sweep: wrote {results_path} and {os.path.join(sweep_dir, 'report.md')}")
 
