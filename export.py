@@ -15,7 +15,11 @@ The folder holds:
 - generation_config.json: <|endoftext|> as bos and eos.
 - README.md: how the model was trained (config, data, val bits/byte from log.jsonl), and that it
   expects <|endoftext|> before a prompt, as every story in training had one.
-The folder is written beside hf_dir and renamed into place only when complete.
+The folder is written beside hf_dir (.NAME.partial) and renamed into place only when complete;
+--overwrite moves the old one aside (.NAME.old) before and deletes it after, so a kill at any
+moment leaves one complete export, and the next run finishes the swap. One export at a time
+writes hf_dir: the lock is the sibling file .NAME.lock (inside, it would be replaced with the folder).
+hf_dir may not be, hold, or lie inside the model being exported.
 """
 import json
 import os
@@ -49,20 +53,9 @@ def fail(msg):
 
 def last_eval(run_dir):
     """The final (else the latest) val record of the run's log.jsonl, or None."""
-    found = None
-    try:
-        with open(os.path.join(run_dir, 'log.jsonl'), encoding='utf-8') as f:
-            for line in f:
-                try:
-                    r = json.loads(line)
-                except ValueError:  # a torn last line of a killed run
-                    continue
-                if isinstance(r, dict) and r.get('val_bpb') is not None and \
-                        not (found or {}).get('final'):
-                    found = r
-    except OSError:
-        return None
-    return found
+    from tinystories.records import read_log
+    evals = [r for r in read_log(run_dir) if r.get('val_bpb') is not None]
+    return next((r for r in evals if r.get('final')), evals[-1] if evals else None)
 
 
 def readme(name, model, info, hf_cfg):
@@ -118,23 +111,68 @@ def readme(name, model, info, hf_cfg):
     return '\n'.join(lines)
 
 
+def inside(path, folder):
+    """Whether path is folder or somewhere below it (symlinks resolved)."""
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def check_target(source):
+    """hf_dir is deleted and replaced: it must not be the model's folder, hold it or lie in it
+    (`--out_dir=RUN --hf_dir=RUN --overwrite` would delete the run), nor hold the working folder."""
+    if inside(hf_dir, source) or inside(source, hf_dir):
+        fail(f"--hf_dir={hf_dir} {'is' if inside(hf_dir, source) and inside(source, hf_dir) else 'overlaps'} "
+             f"the model being exported ({source}): give a folder of its own, e.g. --hf_dir=hf/NAME")
+    if inside(os.getcwd(), hf_dir):
+        fail(f"--hf_dir={hf_dir} holds the current folder: give a folder of its own, e.g. --hf_dir=hf/NAME")
+
+
+def sibling(suffix):
+    """A hidden name beside hf_dir (same filesystem, so renames are atomic): .NAME.partial ..."""
+    parent, name = os.path.split(os.path.abspath(hf_dir))
+    return os.path.join(parent, f'.{name}.{suffix}')
+
+
+def remove(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.remove(path)
+
+
+def recover(old):
+    """Finish what a killed export left (under the lock, so nobody else is writing): the old
+    export set aside but the new one not yet in place goes back; set aside and replaced, it goes."""
+    if os.path.lexists(old):
+        if os.path.lexists(hf_dir):
+            remove(old)
+        else:
+            os.replace(old, hf_dir)
+
+
 def main():
     from tinystories.configurator import configure
+    from tinystories.dirlock import lock_beside
     configure(globals())
     if not hf_dir:
         fail("--hf_dir=DIR names the folder to write")
+    if not out_dir.startswith('hf:'):
+        check_target(out_dir if os.path.isdir(out_dir) else os.path.dirname(os.path.abspath(out_dir)))
+    lock_beside(hf_dir, 'export.py run')  # beside, not inside: hf_dir itself is replaced
+    tmp, old = sibling('partial'), sibling('old')
+    recover(old)
     if os.path.exists(hf_dir) and (not os.path.isdir(hf_dir) or os.listdir(hf_dir)) and not overwrite:
         fail(f"{hf_dir} exists: --overwrite to replace it")
     from tinystories import hf
     from tinystories.checkpoint import load_run
     from safetensors.torch import save_file
     model, enc, info = load_run(out_dir, 'cpu')
+    check_target(info.get('model_dir') or info['report_dir'])  # an hf: download's own folder too
     eot = info['tokenizer']['eot_token']
     hf_cfg = hf.hf_config(model.config, eot)
     weights = hf.hf_weights(model)  # the one-line error, if the model cannot be represented
 
-    tmp = hf_dir.rstrip('/') + '.partial'
-    shutil.rmtree(tmp, ignore_errors=True)
+    remove(tmp)  # a killed export's half-written folder
     os.makedirs(tmp)
     save_file(weights, os.path.join(tmp, 'model.safetensors'), metadata={'format': 'pt'})
     write = lambda f, obj: atomic_write(os.path.join(tmp, f), json.dumps(obj, indent=1) + '\n')
@@ -149,11 +187,12 @@ def main():
                                     'chat_template': CHAT_TEMPLATE})
     atomic_write(os.path.join(tmp, 'README.md'),
                  readme(os.path.basename(os.path.abspath(hf_dir)), model, info, hf_cfg))
-    if os.path.isdir(hf_dir):
-        shutil.rmtree(hf_dir)
-    elif os.path.exists(hf_dir):
-        os.remove(hf_dir)
+    # old aside, new in, then old deleted: at every moment one complete export exists (recover()
+    # puts the old one back if a kill comes between the two renames)
+    if os.path.lexists(hf_dir):
+        os.replace(hf_dir, old)
     os.replace(tmp, hf_dir)
+    remove(old)
     print(f"wrote {hf_dir}: {hf_cfg['architectures'][0]}, {model.num_params():,} parameters, "
           f"vocabulary {model.config.vocab_size}; transformers' AutoModelForCausalLM and "
           f"AutoTokenizer load it")

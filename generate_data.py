@@ -28,10 +28,11 @@ import re
 from urllib.parse import urlparse
 
 from tinystories import dirlock
-from tinystories.atomic_write import atomic_write
+from tinystories.atomic_write import atomic_write, remove_stale_temps
 from tinystories.configurator import configure
 from tinystories.words import ADJECTIVES, HOLDABLE_NOUNS, NOUNS, VERBS, word_used
-from tinystories.jsonl import append_jsonl, read_jsonl, repair_jsonl
+from tinystories.jsonl import append_jsonl, repair_jsonl
+from tinystories.stories import read_shard
 from tinystories.offline_stories import offline_story
 from tinystories.progress import progress
 
@@ -158,12 +159,15 @@ class ShardWriter:
             if m:
                 path = os.path.join(dirname, name)
                 repair_jsonl(path)
-                records = read_jsonl(path)
+                records = read_shard(path)  # each record checked: a one-line error naming the line
                 self.done.update(r['id'] for r in records)
                 self.shard, self.lines = int(m.group(1)), len(records)
 
     def path(self):
-        return os.path.join(self.dir, f'stories-{self.shard:05d}.jsonl')
+        return self.path_of(self.shard)
+
+    def path_of(self, shard):
+        return os.path.join(self.dir, f'stories-{shard:05d}.jsonl')
 
     def write(self, record):
         """Add a record unless its id is already there; True when added."""
@@ -197,9 +201,9 @@ def offline_record(seed, index, instruct):
             'source': 'offline'}
 
 
-def run_offline(writer, wanted):
+def run_offline(writer, wanted, n_wanted):
     kept = 0
-    for i in progress(wanted, desc='offline stories', unit='story', mininterval=0.5):
+    for i in progress(wanted, total=n_wanted, desc='offline stories', unit='story', mininterval=0.5):
         kept += writer.write(offline_record(seed, i, instruct))
         if kept % 2000 == 0:
             writer.flush()
@@ -285,23 +289,80 @@ def why_unfinished(report):
 
 
 # ----------------------------------------------------------------------------- the run
+MAX_LLM_STORIES = 1_000_000  # per run: every request is held in memory until it is answered
+SETTINGS = ('seed', 'instruct', 'source')  # what makes a folder's stories one dataset
+
+
+def story_index(story_id):
+    """'1337-00000042' -> (1337, 42); None for an id of another form."""
+    head, _, index = story_id.rpartition('-')
+    return (head, int(index)) if index.isdigit() else None
+
+
+def check_folder_settings(writer):
+    """The settings that made the stories already in stories_dir must be this run's: --seed=1
+    into a seed-1337 folder would mix two datasets (a re-run tops up, it does not change what
+    is made). Recorded in .state/settings.json (for older folders: read off the first story)."""
+    mine = {'seed': seed, 'instruct': instruct, 'source': 'offline' if backend == 'offline' else model}
+    path = os.path.join(stories_dir, '.state', 'settings.json')
+    if not writer.done:
+        atomic_write(path, json.dumps(mine, indent=1) + '\n')  # an empty folder takes any settings
+        return
+    try:
+        with open(path, encoding='utf-8') as f:
+            theirs = json.load(f)
+    except FileNotFoundError:  # a folder from before settings.json: its first story tells
+        first = (read_shard(writer.path_of(0)) or [{}])[0] if os.path.exists(writer.path_of(0)) else {}
+        index = story_index(first.get('id', ''))
+        theirs = {'seed': int(index[0]) if index and index[0].lstrip('-').isdigit() else None,
+                  'source': first.get('source')}
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"error: cannot read {path} ({e}): delete it to take this run's settings")
+    if not isinstance(theirs, dict):
+        raise SystemExit(f"error: {path} is not a JSON object: delete it to take this run's settings")
+    for key in SETTINGS:
+        flag = '--backend, --model' if key == 'source' else f'--{key}'
+        if theirs.get(key) is not None and theirs[key] != mine[key]:
+            raise SystemExit(f"error: {stories_dir} holds stories made with {key}={theirs[key]!r}, not "
+                             f"{mine[key]!r} ({flag}): use the same settings to top it up, or another --stories_dir")
+    if theirs != mine:
+        atomic_write(path, json.dumps(mine, indent=1) + '\n')  # (an older folder's, completed)
+
+
 def main():
     configure(globals())
     check_settings()
     dirlock.lock_dir(stories_dir, 'generate_data.py run')
-    writer = ShardWriter(stories_dir, shard_size)
-    wanted = [i for i in range(num_stories) if f'{seed}-{i:08d}' not in writer.done]
-    print(f'generate_data: {len(writer.done)} stories already in {stories_dir}, '
-          f'{len(wanted)} to make with backend={backend}')
     try:
-        report = run_offline(writer, wanted) if backend == 'offline' else run_llm(writer, wanted)
+        make_stories()
+    except OSError as e:  # an unwritable or immutable shard, a full disk ...
+        raise SystemExit(f"error: cannot write {e.filename or stories_dir}: {e.strerror or e}; the "
+                         f"stories already written are kept: fix that, then re-run the same command")
+
+
+def make_stories():
+    remove_stale_temps(os.path.join(stories_dir, '.state'))
+    writer = ShardWriter(stories_dir, shard_size)
+    check_folder_settings(writer)
+    have = sum(1 for i in map(story_index, writer.done) if i and i[0] == str(seed) and i[1] < num_stories)
+    n_wanted = num_stories - have
+    # lazily: --num_stories=10000000000 must not build a list of ten billion indices first
+    wanted = (i for i in range(num_stories) if f'{seed}-{i:08d}' not in writer.done)
+    if backend != 'offline' and n_wanted > MAX_LLM_STORIES:
+        raise SystemExit(f"error: --num_stories={num_stories} asks for {n_wanted:,} new stories; an LLM "
+                         f"backend makes at most {MAX_LLM_STORIES:,} per run (each request waits in "
+                         f"memory): raise --num_stories in steps, each re-run tops the folder up")
+    print(f'generate_data: {len(writer.done)} stories already in {stories_dir}, '
+          f'{n_wanted} to make with backend={backend}')
+    try:
+        report = run_offline(writer, wanted, n_wanted) if backend == 'offline' else run_llm(writer, list(wanted))
     finally:
         writer.close()
     report['stories_in_dir'] = len(writer.done)
     atomic_write(os.path.join(stories_dir, '.state', 'report.json'), json.dumps(report, indent=2) + '\n')
     print('generate_data: ' + ', '.join(f'{k}={v}' for k, v in report.items()))
     if report['unfinished']:
-        raise SystemExit(f"error: {report['unfinished']} of {len(wanted)} stories unfinished "
+        raise SystemExit(f"error: {report['unfinished']} of {n_wanted} stories unfinished "
                          f"({why_unfinished(report)}); re-run the same command to continue them")
 
 

@@ -40,6 +40,7 @@ from tinystories.gpt_eval import SCORES, grade_completions, grade_instructions, 
 from tinystories.instruct_eval import (FIELDS, field_line, instruct_prompt, load_prompt_set, score,
                                        summarise_following)
 from tinystories.jsonl import read_jsonl
+from tinystories.records import PROBES, SUMMARY, read_report
 from tinystories.checkpoint import load_run
 from tinystories.probes import (CATEGORIES, baselines_table, file_sha256, load_probes, load_unigrams,  # noqa: F401
                                 probe_baselines, probes_table, run_probes, run_words)
@@ -169,20 +170,17 @@ def compare_table(dirs):
     rows = []
     for d in dirs:
         grade_dir = os.path.join(d, 'grade')
-        reports = {}
-        for name in ('summary', 'probes'):
-            path = os.path.join(grade_dir, name + '.json')
-            if os.path.isfile(path):
-                with open(path, encoding='utf-8') as f:
-                    reports[name] = json.load(f)
+        reports = {name: read_report(os.path.join(grade_dir, name + '.json'), shape)
+                   for name, shape in (('summary', SUMMARY), ('probes', PROBES))
+                   if os.path.isfile(os.path.join(grade_dir, name + '.json'))}
         if not reports:
             raise SystemExit(f"error: no reports in {grade_dir} (run grade.py --out_dir={d} first)")
         s, p = reports.get('summary'), reports.get('probes')
         info = (s or p)['checkpoint']
         row = [d, f"{info['params'] / 1e6:.2f}M" if info.get('params') else '-',
                str(info.get('iter_num', '-'))]
-        row += [_fmt(s['scores'][k]['mean']) if s else '-' for k in SCORES]
-        if s and s['counts']['graded']:  # the most common age group
+        row += [_fmt(s['scores'][k]['mean']) if s and k in s['scores'] else '-' for k in SCORES]
+        if s and s['counts']['graded'] and s['age_groups']:  # the most common age group
             row.append(max(s['age_groups'], key=lambda g: s['age_groups'][g]['count']))
         else:
             row.append('-')

@@ -34,6 +34,7 @@ import html
 import io
 import json
 import os
+import sys
 
 import numpy as np
 import torch
@@ -361,14 +362,39 @@ def check_keys():
             raise SystemExit(f"error: --{key}={globals()[key]} must be in (0, 1]")
 
 
-def sample_sequences(data_dir, enc, info, block_size, n, rng):
-    """n stories of data_dir's val.bin (else train.bin) as token lists, each starting with EOT,
-    in the model's tokenizer (a dataset of another one is re-encoded: dataset.for_model)."""
+def open_neuron_data(path):
+    """(dataset, split) for the neuron study: path's val.bin, else its train.bin, both checked
+    against its meta.json (dataset.py). A one-line error when it is not a usable dataset."""
     from tinystories.dataset import open_dataset
-    splits = [s for s in ('val', 'train') if os.path.isfile(os.path.join(data_dir, f'{s}.bin'))]
+    if not os.path.isdir(path):
+        raise SystemExit(f"error: --data_dir={path} is {'a file' if os.path.exists(path) else 'not found'}: "
+                         f"give a prepared dataset folder, or leave it out (the checkpoint's own)")
+    splits = [s for s in ('val', 'train') if os.path.isfile(os.path.join(path, f'{s}.bin'))]
     if not splits:
-        raise SystemExit(f"error: {data_dir} has no val.bin or train.bin")
-    stories = open_dataset(data_dir, splits=splits[:1]).for_model(enc, info['tokenizer']).stories(splits[0])
+        raise SystemExit(f"error: --data_dir={path} has no val.bin or train.bin: give a prepared dataset folder")
+    return open_dataset(path, splits=splits[:1]), splits[0]
+
+
+def neuron_data(info):
+    """The asked-for --data_dir (already checked by open_neuron_data before the model loaded), or
+    by default the checkpoint's own: that one may be gone (another machine, a Hugging Face
+    model), and then the neurons come from the story alone, said on stderr. None: no dataset."""
+    if data_dir:
+        return open_neuron_data(data_dir)
+    src = (info.get('config') or {}).get('data_dir') or ''
+    try:
+        return open_neuron_data(src) if src else None
+    except SystemExit as e:
+        print(f"interpret: note: the checkpoint's dataset is not usable ({str(e).removeprefix('error: ')})",
+              file=sys.stderr)
+        return None
+
+
+def sample_sequences(data, enc, info, block_size, n, rng):
+    """n stories of (dataset, split) as token lists, each starting with EOT, in the model's
+    tokenizer (a dataset of another one is re-encoded: dataset.for_model)."""
+    dataset, split = data
+    stories = dataset.for_model(enc, info['tokenizer']).stories(split)
     picks = sorted(rng.choice(len(stories), min(n, len(stories)), replace=False).tolist())
     eot = info['tokenizer']['eot_token']
     return [[eot] + stories[i][:block_size - 1].tolist() for i in picks]
@@ -382,7 +408,10 @@ def main():
     from tinystories.checkpoint import load_run
     torch.manual_seed(seed)
     text = load_story(story)  # a bad --story is an error before the model loads
+    if data_dir:
+        open_neuron_data(data_dir)  # and so is an unusable --data_dir
     model, enc, ckpt = load_run(out_dir, device)
+    data = neuron_data(ckpt)  # (before any file is written)
     cfg = model.config
     eot = ckpt['tokenizer']['eot_token']
     layer_ids = list(range(cfg.n_layer)) if -1 in layers else sorted(set(layers))
@@ -415,12 +444,12 @@ def main():
         images.append(png)
 
     # 2. MLP neurons over a sample of stories (the story alone if there is no dataset)
-    src = data_dir or ckpt.get('config', {}).get('data_dir', '')
     rng = np.random.default_rng(seed)
-    if src and os.path.isdir(src):
-        seqs = sample_sequences(src, enc, ckpt, cfg.block_size, num_stories, rng)
+    if data is not None:
+        seqs = sample_sequences(data, enc, ckpt, cfg.block_size, num_stories, rng)
     else:
-        print("interpret: no dataset (--data_dir) found: neurons from the story alone")
+        print("interpret: no dataset (--data_dir, or the checkpoint's): neurons from the story alone",
+              file=sys.stderr)
         seqs = [ids]
     acts = neuron_activations(model, seqs, layer_ids, batch_size)
     starts = np.concatenate([[0], np.cumsum([len(s) for s in seqs])])

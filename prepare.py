@@ -18,6 +18,9 @@ data_dir/.prepare/, and a rerun after kill -9 skips the steps already done):
   2. train the BPE tokenizer (or take GPT-2's, or a model's), saved as tokenizer.tiktoken
   3. encode both splits on all cores -> train.bin / val.bin: EOT s1 EOT s2 ... EOT sN EOT
   4. move the files into data_dir, meta.json last (its presence means the dataset is complete)
+A re-run with the same inputs and options is "up to date" only when each output matches
+meta.json (the bins' sizes, the tokenizer's ids and sha256); a damaged output is made again,
+the intact ones kept.
 One run at a time writes a data_dir (a second is refused; the worker processes do not keep the
 lock, so after a kill -9 a re-run starts at once), and every setting is checked before any work.
 """
@@ -38,8 +41,8 @@ from tinystories import dirlock
 from tinystories import hub
 from tinystories import stories
 from tinystories import tokenizer as T
-from tinystories.atomic_write import atomic_open, atomic_write
-from tinystories.dataset import read_meta
+from tinystories.atomic_write import atomic_open, atomic_write, remove_stale_temps
+from tinystories.dataset import damaged_files, read_meta
 from tinystories.progress import progress
 
 # -----------------------------------------------------------------------------
@@ -250,15 +253,20 @@ def main():
     stamp = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:16]
 
     meta_path = os.path.join(data_dir, 'meta.json')
+    intact = set()  # outputs of these same inputs and options that match meta.json: kept as they are
     if os.path.exists(meta_path) and not force:
         old = read_meta(data_dir)
         if any(old.get(k) != spec[k] for k in ('tokenizer', 'vocab_size', 'pat_str')):
             fail(f"{data_dir} holds another tokenizer ({old.get('tokenizer')}, vocab "
                  f"{old.get('vocab_size')}): use another --data_dir, or --force to replace it")
-        if old.get('stamp') == stamp and all(os.path.exists(os.path.join(data_dir, f)) for f in
-                                             ('train.bin', 'val.bin', 'tokenizer.tiktoken')):
-            print(f"{data_dir} is up to date (same inputs and options); --force to redo")
-            return
+        if old.get('stamp') == stamp:
+            damaged = damaged_files(data_dir, old)
+            if not damaged:
+                print(f"{data_dir} is up to date (same inputs and options); --force to redo")
+                return
+            for name, why in damaged.items():
+                print(f"note: {os.path.join(data_dir, name)}: {why}: making it again")
+            intact = {'train.bin', 'val.bin', 'tokenizer.tiktoken'} - set(damaged)
 
     work = os.path.join(data_dir, '.prepare')
     stamp_path = os.path.join(work, 'stamp')
@@ -266,6 +274,7 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
         os.makedirs(work)
         atomic_write(stamp_path, stamp)
+    remove_stale_temps(work)  # a killed run's half-written bin or text (we hold the lock)
 
     # 1. read and clean ---------------------------------------------------------
     clean_path = os.path.join(work, 'clean.json')
@@ -281,6 +290,8 @@ def main():
 
     # 2. tokenizer ---------------------------------------------------------------
     tok_path = os.path.join(work, 'tokenizer.tiktoken')
+    if 'tokenizer.tiktoken' in intact and not os.path.exists(tok_path):  # (the bins were made with it)
+        shutil.copyfile(os.path.join(data_dir, 'tokenizer.tiktoken'), tok_path)
     if not os.path.exists(tok_path):
         t1 = time.time()
         if tokenizer == 'gpt2':
@@ -304,6 +315,9 @@ def main():
     tokens = {}
     for split in ('train', 'val'):
         bin_path = os.path.join(work, f'{split}.bin')
+        if f'{split}.bin' in intact and not os.path.exists(bin_path):
+            tokens[split] = old['splits'][split]['tokens']  # intact: it stays where it is
+            continue
         if not os.path.exists(bin_path):
             encode_split(os.path.join(work, f'{split}.txt'), bin_path, ranks, spec, dtype, nproc)
         tokens[split] = os.path.getsize(bin_path) // np.dtype(dtype).itemsize
@@ -312,13 +326,17 @@ def main():
     if os.path.exists(meta_path):
         os.remove(meta_path)  # the old meta must not vouch for the new bins while they move
     for f in ('train.bin', 'val.bin', 'tokenizer.tiktoken'):
-        os.replace(os.path.join(work, f), os.path.join(data_dir, f))
+        if os.path.exists(os.path.join(work, f)):  # (an intact bin kept in place is not in work)
+            os.replace(os.path.join(work, f), os.path.join(data_dir, f))
+    with open(os.path.join(data_dir, 'tokenizer.tiktoken'), 'rb') as f:
+        tokenizer_sha256 = hashlib.sha256(f.read()).hexdigest()
     meta = {'vocab_size': vocab, 'eot_token': len(ranks), 'tokenizer': tokenizer,
             'pat_str': spec['pat_str'], 'dtype': np.dtype(dtype).name, 'format': format,
             'layout': 'EOT story EOT story ... EOT',
             'splits': {s: {'stories': report[s]['stories'], 'tokens': tokens[s],
                            'bytes': report[s]['bytes']} for s in ('train', 'val')},
             'source': source, 'val_source': val_source or None, 'stamp': stamp,
+            'tokenizer_sha256': tokenizer_sha256,
             'instruct_holdout': holdout_names() or None}
     atomic_write(meta_path, json.dumps(meta, indent=1))
     shutil.rmtree(work, ignore_errors=True)

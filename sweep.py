@@ -214,16 +214,15 @@ def as_args(settings):
 
 def final_record(run_dir):
     """The run's final log record (whole-val loss and bits/byte), or None if it has none yet."""
-    from tinystories.jsonl import read_jsonl
-    records = read_jsonl(os.path.join(run_dir, 'log.jsonl'))
+    from tinystories.records import read_log
+    records = read_log(run_dir)
     return records[-1] if records and records[-1].get('final') else None
 
 
 def probe_scores(run_dir):
     """Each probe category's accuracy and standard error, flat, from grade.py's probes.json."""
-    import json
-    with open(os.path.join(run_dir, 'grade', 'probes.json'), encoding='utf-8') as f:
-        report = json.load(f)
+    from tinystories.records import PROBES, read_report
+    report = read_report(os.path.join(run_dir, 'grade', 'probes.json'), PROBES)
     out = {}
     for cat, s in list(report['by_category'].items()) + [('probes', report['overall'])]:
         acc, n = s['accuracy'], s['items']
@@ -254,16 +253,15 @@ def probes_current(run_dir):
         return False
 
 
-def latest_results(path):
-    """results.jsonl, the last record of each run (a rescored run appends a newer one)."""
-    from tinystories.jsonl import read_jsonl
-    return list({r['run']: r for r in read_jsonl(path)}.values())
+def latest_results(sweep_dir):
+    """results.jsonl, each record checked, the last one of each run (a rescored run appends a newer one)."""
+    from tinystories.records import read_results
+    return list({r['run']: r for r in read_results(sweep_dir)}.values())
 
 
 def gpt_eval_scores(run_dir):
-    import json
-    with open(os.path.join(run_dir, 'grade', 'summary.json'), encoding='utf-8') as f:
-        summary = json.load(f)
+    from tinystories.records import SUMMARY, read_report
+    summary = read_report(os.path.join(run_dir, 'grade', 'summary.json'), SUMMARY)
     out = {k: s['mean'] for k, s in summary['scores'].items()}
     out['graded'] = summary['counts']['graded']
     return out
@@ -280,9 +278,9 @@ def instruct_following_scores(run_dir):
 
 def make_record(name, repeat, run_dir, ckpt, final, settings):
     import torch
-    from tinystories.jsonl import read_jsonl
-    log = read_jsonl(os.path.join(run_dir, 'log.jsonl'))
-    curve = [r for r in log if 'val_loss' in r]
+    from tinystories.records import read_log
+    log = read_log(run_dir)
+    curve = [r for r in log if r.get('val_loss') is not None]
     train = [r['loss'] for r in log if 'loss' in r]
     from model import GPT, GPTConfig
     with torch.device('meta'):  # counts without memory, however large the model
@@ -366,7 +364,7 @@ def main():
     lock_dir(sweep_dir, 'sweep')
     results_path = os.path.join(sweep_dir, 'results.jsonl')
     if report_only:
-        write_report(sweep_dir, latest_results(results_path), config)
+        write_report(sweep_dir, latest_results(sweep_dir), config)
         return
     data = prepare_instruct_data() if instruct_holdout else data_dir
     from tinystories.dataset import open_dataset
@@ -378,7 +376,7 @@ def main():
     # done: in results.jsonl, with probe scores made on today's probe file (else: rescored)
     from tinystories.probes import file_sha256
     sha = file_sha256(probes_path()) if probes else None
-    done = {r['run'] for r in latest_results(results_path) if not probes or r.get('probes_sha256') == sha}
+    done = {r['run'] for r in latest_results(sweep_dir) if not probes or r.get('probes_sha256') == sha}
     extra = done - set(want)
     if extra:
         print(f"sweep: results.jsonl also holds runs outside this grid: {', '.join(sorted(extra))}")
@@ -410,7 +408,7 @@ def main():
         bar.set_postfix(last=name, val_bpb=f"{record['val_bpb']:.3f}")
         bar.update(1)
     bar.close()
-    results = [r for r in latest_results(results_path) if r['run'] in want]
+    results = [r for r in latest_results(sweep_dir) if r['run'] in want]
     write_report(sweep_dir, results, config)
     print(f"sweep: wrote {results_path} and {os.path.join(sweep_dir, 'report.md')}")
 

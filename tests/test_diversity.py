@@ -96,16 +96,18 @@ def write_dataset(data_dir, train, val):
     """A prepared dataset with the byte-level tokenizer (what prepare.py writes, in small)."""
     os.makedirs(data_dir, exist_ok=True)
     rec = byte_tokenizer_record()
+    splits = {}
     for split, stories in (('train', train), ('val', val)):
         ids = []
         for s in stories:
             ids += [rec['eot_token']] + list(s.encode('utf-8'))
         np.array(ids, dtype=np.uint16).tofile(os.path.join(data_dir, f'{split}.bin'))
+        splits[split] = {'stories': len(stories), 'tokens': len(ids), 'bytes': len(''.join(stories).encode())}
     with open(os.path.join(data_dir, 'tokenizer.tiktoken'), 'w') as f:
         f.write(rec['tiktoken'])
     with open(os.path.join(data_dir, 'meta.json'), 'w') as f:
         json.dump({'vocab_size': 257, 'eot_token': 256, 'tokenizer': 'bytes',
-                   'pat_str': rec['pat_str'], 'dtype': 'uint16'}, f)
+                   'pat_str': rec['pat_str'], 'dtype': 'uint16', 'splits': splits}, f)
 
 
 def run_stage(*args):

@@ -206,9 +206,9 @@ def test_compare_prints_one_row_per_checkpoint(tmp_path, capsys):
         d = tmp_path / name / 'grade'
         d.mkdir(parents=True)
         info = {'out_dir': str(tmp_path / name), 'iter_num': 100, 'params': 1_500_000}
-        cats = {c: {'accuracy': acc} for c in grade.CATEGORIES}
+        score = {'accuracy': acc, 'items': 4, 'chance': 0.25}  # (probes.json's fields: records.PROBES)
         (d / 'probes.json').write_text(json.dumps(
-            {'checkpoint': info, 'by_category': cats, 'overall': {'accuracy': acc}}))
+            {'checkpoint': info, 'by_category': {c: score for c in grade.CATEGORIES}, 'overall': score}))
     summary = gpt_eval.summarise([{'scores': {'grammar': 7, 'creativity': 5, 'consistency': 6,
                                            'plot': 4, 'age_group': 'B'}}])
     summary['checkpoint'] = {'out_dir': str(tmp_path / 'b'), 'iter_num': 100, 'params': 1_500_000}

@@ -161,8 +161,10 @@ def write_dataset(data_dir, stories):
     with open(os.path.join(data_dir, 'tokenizer.tiktoken'), 'w') as f:
         f.write(rec['tiktoken'])
     with open(os.path.join(data_dir, 'meta.json'), 'w') as f:
-        json.dump({'vocab_size': 257, 'eot_token': 256, 'tokenizer': 'bytes',
-                   'pat_str': rec['pat_str'], 'dtype': 'uint16'}, f)
+        json.dump({'vocab_size': 257, 'eot_token': 256, 'tokenizer': 'bytes', 'pat_str': rec['pat_str'],
+                   'dtype': 'uint16', 'splits': {'train': {'stories': 0, 'tokens': 0, 'bytes': 0},  # no train.bin
+                                                 'val': {'stories': len(stories), 'tokens': len(ids),
+                                                         'bytes': len(''.join(stories).encode())}}}, f)
 
 
 EVIL = 'Tom said "<script>document.title=\'pwned\'</script>" & <img src=x onerror=alert(1)> </div>'

@@ -99,7 +99,7 @@ def test_tiktoken_file_round_trip_and_record(tmp_path):
     T.save_tiktoken(ranks, str(path))
     assert T.read_tiktoken(str(path)) == ranks
     meta = {'vocab_size': len(ranks) + 1, 'eot_token': len(ranks), 'tokenizer': 'bpe',
-            'pat_str': T.PAT_STR}
+            'pat_str': T.PAT_STR, 'splits': {s: {'stories': 0, 'tokens': 0, 'bytes': 0} for s in ('train', 'val')}}
     (tmp_path / 'meta.json').write_text(json.dumps(meta))
     enc = open_dataset(str(tmp_path), splits=()).encoding()
     rec = open_dataset(str(tmp_path), splits=()).tokenizer_record()

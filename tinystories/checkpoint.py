@@ -14,8 +14,26 @@ from tinystories.hardware import pick_device
 from tinystories.tokenizer import encoding_from_record
 
 
+# what every reader of a run's checkpoint relies on (train.py writes more: optimizer, rng, plan)
+CKPT_FIELDS = {'model_args': dict, 'model': dict, 'config': dict, 'iter_num': int, 'tokenizer': dict}
+
+
+def check_checkpoint(ckpt, path):
+    """A file that torch loads is not yet a checkpoint of ours: each field, of its type."""
+    if not isinstance(ckpt, dict):
+        raise SystemExit(f"error: {path} is not a checkpoint of this repo (a {type(ckpt).__name__}, "
+                         f"not a dict); train again, or resume from an intact copy")
+    for key, kind in CKPT_FIELDS.items():
+        value = ckpt.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
+            raise SystemExit(f"error: {path} lacks a valid '{key}' ({'missing' if key not in ckpt else type(value).__name__}): "
+                             f"it was not written by this repo's train.py, or is damaged; train again, "
+                             f"or resume from an intact copy")
+
+
 def load_checkpoint(path, device='cpu'):
-    """(model, checkpoint dict) from out_dir/ckpt.pt (or a .pt path), in eval mode.
+    """(model, checkpoint dict) from out_dir/ckpt.pt (or a .pt path), in eval mode, its fields
+    checked (check_checkpoint).
 
     weights_only=True: a checkpoint is data, and loading it must not run code from the file."""
     if os.path.isdir(path):
@@ -24,15 +42,23 @@ def load_checkpoint(path, device='cpu'):
         raise SystemExit(f"error: no checkpoint at {path} (train one with train.py --out_dir=...)")
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # truncated, empty, random bytes, a pickle with code, another format
+        unreadable(path, e)
+    check_checkpoint(ckpt, path)
+    try:
         model = GPT(GPTConfig(**ckpt['model_args']))
         model.load_state_dict(ckpt['model'])
-    except Exception as e:  # truncated, empty, random bytes, a pickle with code, another format
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:100]
-        if reason.startswith('Weights only load failed'):
-            reason = 'not a weights-only torch file'
-        raise SystemExit(f"error: {path} is not a readable checkpoint of this repo ({reason}); "
-                         f"train again, or resume from an intact copy")
+    except Exception as e:  # model_args or weights of another shape
+        unreadable(path, e)
     return model.to(device).eval(), ckpt
+
+
+def unreadable(path, e):
+    reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:100]
+    if reason.startswith('Weights only load failed'):
+        reason = 'not a weights-only torch file'
+    raise SystemExit(f"error: {path} is not a readable checkpoint of this repo ({reason}); "
+                     f"train again, or resume from an intact copy")
 
 
 def load_run(out_dir, device='auto'):
@@ -48,8 +74,6 @@ def load_run(out_dir, device='auto'):
         from tinystories.hf import load_hf
         return load_hf(out_dir, device)
     model, ckpt = load_checkpoint(out_dir, device)
-    if 'tokenizer' not in ckpt:
-        raise SystemExit(f"error: {out_dir}/ckpt.pt has no tokenizer record")
     ckpt.update(kind='run', report_dir=out_dir if os.path.isdir(out_dir) else os.path.dirname(out_dir))
     return model, encoding_from_record(ckpt['tokenizer']), ckpt
 

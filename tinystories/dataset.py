@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from tinystories.tokenizer import check_ids, make_encoding, read_tiktoken
+from tinystories.tokenizer import check_ids, check_pattern, make_encoding, parse_tiktoken, read_tiktoken
 
 DTYPES = {'uint16': 2 ** 16, 'uint32': 2 ** 32}  # dtype -> how many ids it can hold
 
@@ -38,16 +38,65 @@ def read_meta(data_dir):
     if missing:
         raise SystemExit(f"error: {path} lacks {', '.join(missing)}")
     meta.setdefault('dtype', 'uint16')
-    vocab, eot, dtype = meta['vocab_size'], meta['eot_token'], meta['dtype']
-    if not isinstance(vocab, int) or isinstance(vocab, bool) or vocab < 1:
-        raise SystemExit(f"error: {path}: vocab_size={vocab!r} is not a positive integer")
-    if not isinstance(eot, int) or isinstance(eot, bool) or not 0 <= eot < vocab:
-        raise SystemExit(f"error: {path}: eot_token={eot!r} is not an id below vocab_size={vocab}")
-    if dtype not in DTYPES or vocab > DTYPES[dtype]:
-        raise SystemExit(f"error: {path}: dtype={dtype!r} cannot hold {vocab} ids (use uint16 or uint32)")
-    if not isinstance(meta.get('splits', {}), dict):
-        raise SystemExit(f"error: {path}: 'splits' is not an object")
+    check_meta(meta, path)
     return meta
+
+
+def count(x):
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
+def check_meta(meta, path):
+    """meta.json's schema (prepare.py writes it): every field the readers use, of its type."""
+    def need(ok, what):
+        if not ok:
+            raise SystemExit(f"error: {path}: {what}; run prepare.py again (--force) to rebuild it")
+    vocab, eot, dtype = meta['vocab_size'], meta['eot_token'], meta['dtype']
+    need(count(vocab) and vocab >= 1, f"vocab_size={vocab!r} is not a positive integer")
+    need(count(eot) and eot < vocab, f"eot_token={eot!r} is not an id below vocab_size={vocab}")
+    need(isinstance(dtype, str) and dtype in DTYPES and vocab <= DTYPES[dtype],
+         f"dtype={dtype!r} cannot hold {vocab} ids (use uint16 or uint32)")
+    need(isinstance(meta['tokenizer'], str), f"tokenizer={meta['tokenizer']!r} is not a name")
+    need(isinstance(meta['pat_str'], str), f"pat_str={meta['pat_str']!r} is not a pattern")
+    check_pattern(meta['pat_str'], path)
+    need(meta.get('format', 'plain') in ('plain', 'instruct'),
+         f"format={meta.get('format')!r} is not plain or instruct")
+    splits = meta.get('splits')
+    need(isinstance(splits, dict), "'splits' is missing or not an object")
+    for split in ('train', 'val'):
+        info = splits.get(split)
+        need(isinstance(info, dict), f"splits.{split} is missing or not an object")
+        for key in ('stories', 'tokens', 'bytes'):
+            need(count(info.get(key)), f"splits.{split}.{key}={info.get(key)!r} is not a count")
+
+
+def bin_problem(data_dir, split, meta):
+    """Why data_dir's split.bin does not match meta.json (missing, or not the recorded
+    tokens x the dtype's size: cut short or damaged), or None."""
+    path = os.path.join(data_dir, f'{split}.bin')
+    if not os.path.isfile(path):
+        return "not found"
+    size, want, itemsize = os.path.getsize(path), meta['splits'][split]['tokens'], np.dtype(meta['dtype']).itemsize
+    if size != want * itemsize:
+        return (f"is {size:,} bytes but meta.json says {want:,} {meta['dtype']} tokens "
+                f"({want * itemsize:,} bytes): the file is cut short or damaged")
+    return None
+
+
+def damaged_files(data_dir, meta):
+    """{file name: what is wrong} for each output of prepare.py that does not match meta.json
+    (a validated one): the bins' sizes, the tokenizer's ids and, where recorded, its sha256."""
+    found = {s + '.bin': bin_problem(data_dir, s, meta) for s in ('train', 'val')}
+    tok = os.path.join(data_dir, 'tokenizer.tiktoken')
+    try:
+        with open(tok, 'rb') as f:
+            data = f.read()
+        check_ids(parse_tiktoken(data.decode('ascii')), meta, tok)
+        if meta.get('tokenizer_sha256') not in (None, hashlib.sha256(data).hexdigest()):
+            raise ValueError("its sha256 is not the one meta.json records")
+    except (OSError, UnicodeDecodeError, ValueError, SystemExit) as e:
+        found['tokenizer.tiktoken'] = str(e).removeprefix('error: ')
+    return {name: why for name, why in found.items() if why}
 
 
 class Dataset:
@@ -61,15 +110,9 @@ class Dataset:
         self.dtype = np.dtype(self.meta['dtype'])
         self.format = self.meta.get('format', 'plain')
         for split in splits:
-            path = self.path(split)
-            if not os.path.isfile(path):
-                raise SystemExit(f"error: {path} not found: run prepare.py --data_dir={data_dir} first")
-            size, want = os.path.getsize(path), self.split_info(split).get('tokens')
-            if size % self.dtype.itemsize or (want is not None and size != want * self.dtype.itemsize):
-                raise SystemExit(
-                    f"error: {path} is {size:,} bytes but meta.json says {want:,} {self.dtype.name} "
-                    f"tokens ({(want or 0) * self.dtype.itemsize:,} bytes): the file is cut short or "
-                    f"damaged; run prepare.py --data_dir={data_dir} --force")
+            problem = bin_problem(data_dir, split, self.meta)
+            if problem:
+                raise SystemExit(f"error: {self.path(split)} {problem}; run prepare.py --data_dir={data_dir} --force")
 
     def path(self, split):
         return os.path.join(self.dir, f'{split}.bin')
@@ -101,14 +144,20 @@ class Dataset:
         except (OSError, UnicodeDecodeError) as e:
             raise SystemExit(f"error: cannot read tokenizer {path}: {e}")
 
-    def encoding(self):
+    def ranks(self):
+        """tokenizer.tiktoken's ranks, checked against meta.json (vocab_size 600 with a 511-token
+        file would train a model that no later stage can load)."""
         ranks = read_tiktoken(os.path.join(self.dir, 'tokenizer.tiktoken'))
-        check_ids(ranks, self.meta, self.dir)
-        return make_encoding(ranks, self.meta['pat_str'], self.meta['tokenizer'])
+        check_ids(ranks, self.meta, os.path.join(self.dir, 'tokenizer.tiktoken'))
+        return ranks
+
+    def encoding(self):
+        return make_encoding(self.ranks(), self.meta['pat_str'], self.meta['tokenizer'])
 
     def tokenizer_record(self):
         """Everything needed to rebuild the tokenizer, as plain str/int (for a checkpoint); its
         sha256 tells two tokenizers apart even when their sizes agree."""
+        self.ranks()  # the file must agree with meta.json before a run trains on it
         text = self.tokenizer_text()
         return {'name': self.meta['tokenizer'], 'pat_str': self.meta['pat_str'], 'tiktoken': text,
                 'sha256': hashlib.sha256(text.encode('ascii')).hexdigest(),

@@ -10,9 +10,18 @@ it dies, so kill -9 never leaves a stale lock and an immediate re-run gets it. T
 written into the file, so a refused second writer can say who holds it. flock belongs to the open
 file, which a fork() shares: worker processes (prepare.py's pool) would keep the lock held after
 their parent is killed, so each child closes its copy as soon as it is forked.
+
+A writer killed mid-write leaves its atomic_write temp file behind (`.ckpt.pt.XXXXXXXX.tmp`,
+as large as a checkpoint). Nobody else may write in a locked folder, so the run that takes the
+lock removes the temp files of that kind it finds there.
+
+A stage that replaces a whole folder (export.py) cannot keep the lock inside it: `lock_beside`
+locks a hidden sibling file, `parent/.NAME.lock`, instead.
 """
 import fcntl
 import os
+
+from tinystories.atomic_write import remove_stale_temps
 
 _held = {}  # realpath -> open file descriptor (kept open: closing it releases the lock)
 
@@ -38,14 +47,30 @@ def lock_dir(path, what='run'):
         raise SystemExit(f"error: {path} exists and is not a directory")
     except OSError as e:
         raise SystemExit(f"error: cannot create {path}: {e.strerror}")
-    key = os.path.realpath(path)
+    if _take(os.path.join(path, '.lock'), path, what):
+        remove_stale_temps(path)
+
+
+def lock_beside(path, what='export'):
+    """Hold the lock of `path` in a sibling file, parent/.NAME.lock, for a folder that is itself
+    deleted and replaced while the lock is held. The parent is made if needed."""
+    parent, name = os.path.split(os.path.abspath(path))
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as e:
+        raise SystemExit(f"error: cannot create {parent}: {e.strerror}")
+    _take(os.path.join(parent, f'.{name}.lock'), path, what)
+
+
+def _take(lock_path, path, what):
+    """flock lock_path for the life of the process; True when newly taken (False: held already)."""
+    key = os.path.realpath(lock_path)
     if key in _held:
-        return
-    lock_path = os.path.join(path, '.lock')
+        return False
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
-        raise SystemExit(f"error: cannot write in {path}: {e.strerror}")
+        raise SystemExit(f"error: cannot write in {os.path.dirname(lock_path) or '.'}: {e.strerror}")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -56,10 +81,11 @@ def lock_dir(path, what='run'):
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     _held[key] = fd
+    return True
 
 
 def unlock_dir(path):
     """Release a lock taken by this process (most stages simply hold it until they exit)."""
-    fd = _held.pop(os.path.realpath(path), None)
+    fd = _held.pop(os.path.realpath(os.path.join(path, '.lock')), None)
     if fd is not None:
         os.close(fd)

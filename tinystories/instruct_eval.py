@@ -41,10 +41,10 @@ PROMPT_SET_HOLDOUT = ['Summary', 'Words']  # config/sweep_instruct.py's instruct
 
 def read_records(records_dir, n):
     """The first n records of a generate_data.py folder (its shards, in order)."""
-    from tinystories.jsonl import read_jsonl
+    from tinystories.stories import read_shard
     records = []
     for shard in sorted(glob.glob(os.path.join(records_dir, 'stories-*.jsonl'))):
-        records += read_jsonl(shard)
+        records += read_shard(shard)
     if len(records) < n:
         raise SystemExit(f"error: {records_dir} holds {len(records)} records, {n} are needed")
     return records[:n]

@@ -5,6 +5,10 @@ Appends write whole lines, so a kill can leave at most the last line half-writte
 at the end). Readers skip such a torn tail; appenders cut it off before adding lines, so the file
 is always a run of complete records. A broken line anywhere else was not made by a kill: it is a
 one-line error naming the file and line, and nothing is thrown away silently.
+
+This module knows no schema: a reader passes `check`, its file kind's record check (kept by the
+kind's owner: stories.check_record, records.check_log_record ...), and a record that fails it
+is the same one-line error, naming the line and what is wrong with it.
 """
 import json
 import os
@@ -17,8 +21,9 @@ def _complete_lines(path):
     return data[:data.rfind(b'\n') + 1]
 
 
-def read_jsonl(path, missing_ok=True):
-    """The records of a JSONL file, its torn last line (if any) left out; [] if it is absent."""
+def read_jsonl(path, missing_ok=True, check=None):
+    """The records of a JSONL file, its torn last line (if any) left out; [] if it is absent.
+    check(record) -> None, or what is wrong with it (a one-line error naming the line)."""
     if not os.path.exists(path):
         if missing_ok:
             return []
@@ -32,10 +37,15 @@ def read_jsonl(path, missing_ok=True):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except (ValueError, UnicodeDecodeError):
             raise SystemExit(f"error: {path} line {n} is not valid JSON (not a torn last line: the "
                              f"file was edited or damaged); fix or delete that line, then re-run")
+        wrong = check(record) if check else None
+        if wrong:
+            raise SystemExit(f"error: {path} line {n}: {wrong} (the file was edited or damaged); "
+                             f"fix or delete that line, then re-run")
+        records.append(record)
     return records
 
 

@@ -151,10 +151,46 @@ def parse_block(block):
     return [record_story(rec, name, offset + i) for i, rec in enumerate(payload)]
 
 
+def record_problem(rec, need_id=False):
+    """What is wrong with a story record (docs/contracts.md's schema), or None. Only `story` is
+    required (and `id` in generate_data.py's shards); a field that is there has its type."""
+    if not isinstance(rec, dict):
+        return f"is a {type(rec).__name__}, not an object with a 'story' text field"
+    if not isinstance(rec.get('story'), str):
+        return "has no 'story' text field"
+    if need_id and not isinstance(rec.get('id'), str):
+        return "has no 'id' text field"
+    for key in ('summary', 'sentence', 'source'):
+        if rec.get(key) is not None and not isinstance(rec[key], str):
+            return f"has a '{key}' that is a {type(rec[key]).__name__}, not text"
+    ins = rec.get('instruction')
+    if ins is None:
+        return None
+    if not isinstance(ins, dict):
+        return f"has an 'instruction' that is a {type(ins).__name__}, not an object with words and features"
+    if ins.get('prompt:') is not None and not isinstance(ins['prompt:'], str):
+        return "has an 'instruction.prompt:' that is not text"
+    for key in ('words', 'features'):
+        value = ins.get(key)
+        if value is not None and not (isinstance(value, list) and all(isinstance(w, str) for w in value)):
+            return f"has 'instruction.{key}' that is not a list of strings"
+    return None
+
+
 def record_story(rec, name, where):
-    if not isinstance(rec, dict) or not isinstance(rec.get('story'), str):
-        fail(f"{name}: record at {where} has no 'story' text field")
+    wrong = record_problem(rec)
+    if wrong:
+        fail(f"{name}: record at {where} {wrong}")
     return rec['story'], rec
+
+
+def read_shard(path):
+    """The records of one of generate_data.py's shards, each checked (its id required)."""
+    from tinystories.jsonl import read_jsonl
+    def check(rec):
+        wrong = record_problem(rec, need_id=True)
+        return wrong and f"the record {wrong}"
+    return read_jsonl(path, check=check)
 
 
 def iter_stories(path, block_bytes=1 << 20):

@@ -215,11 +215,24 @@ def read_tiktoken(path):
 # -----------------------------------------------------------------------------
 # run time: tiktoken
 
+def check_pattern(pat_str, where):
+    """A pre-tokenising pattern read from a file must compile: a one-line error, not a traceback
+    from deep inside the regex engine (tiktoken's is checked again in make_encoding)."""
+    try:
+        regex.compile(pat_str)
+    except (regex.error, TypeError, ValueError) as e:
+        raise SystemExit(f"error: {where}: pat_str is not a valid regex ({e})")
+
+
 def make_encoding(ranks, pat_str=PAT_STR, name='tinystories'):
     import tiktoken
     eot = len(ranks)
-    return tiktoken.Encoding(name, pat_str=pat_str, mergeable_ranks=ranks,
-                             special_tokens={EOT: eot}, explicit_n_vocab=eot + 1)
+    try:
+        return tiktoken.Encoding(name, pat_str=pat_str, mergeable_ranks=ranks,
+                                 special_tokens={EOT: eot}, explicit_n_vocab=eot + 1)
+    except ValueError as e:  # tiktoken's regex engine refused the pattern
+        raise SystemExit(f"error: tokenizer {name!r}: pat_str is not a valid regex "
+                         f"({str(e).splitlines()[0] if str(e) else e!r})")
 
 
 def check_ids(ranks, meta, where):
@@ -237,7 +250,19 @@ def byte_tokenizer_record():
             'sha256': hashlib.sha256(text.encode()).hexdigest(), 'eot_token': 256, 'vocab_size': 257}
 
 
+RECORD_FIELDS = {'name': str, 'pat_str': str, 'tiktoken': str, 'sha256': str, 'eot_token': int,
+                 'vocab_size': int}
+
+
 def encoding_from_record(record):
+    """A checkpoint's tokenizer record -> tiktoken.Encoding, every field checked first."""
+    if not isinstance(record, dict):
+        raise SystemExit("error: tokenizer record is not a dict: the checkpoint is damaged")
+    for key, kind in RECORD_FIELDS.items():
+        if not isinstance(record.get(key), kind) or isinstance(record.get(key), bool):
+            raise SystemExit(f"error: tokenizer record: {key}={record.get(key)!r:.60} is missing or "
+                             f"not a {kind.__name__}: the checkpoint is damaged")
+    check_pattern(record['pat_str'], 'tokenizer record')
     text = record['tiktoken']
     if hashlib.sha256(text.encode('ascii')).hexdigest() != record['sha256']:
         raise SystemExit("error: tokenizer record is corrupt (sha256 mismatch)")
