@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model import GPT, GPTConfig, KVCache, LinearCrossEntropy, sample_next, attention_masks
+from model import GPT, GPTConfig, sample_next
+from tinystories.speedups import KVCache, LinearCrossEntropy, attention_masks
 
 
 def tiny(window=0, **kw):
