@@ -128,6 +128,12 @@ def test_spec_peak_flops():
     assert spec_peak_flops('cuda', name='Tesla V100-SXM2-16GB') is None  # no bf16 on a V100
     assert spec_peak_flops('cuda', torch.float16, name='Tesla V100-SXM2-16GB') == 125e12
     assert spec_peak_flops('cuda', name='Some Future GPU') is None
+    # MFU against the peak of the dtype in use: fp32 with TF32 matmuls is the TF32 tensor peak
+    h100 = 'NVIDIA H100 80GB HBM3'
+    assert spec_peak_flops('cuda', torch.float16, name=h100) == 989e12
+    assert spec_peak_flops('cuda', torch.float32, name=h100, tf32=True) == 495e12
+    assert spec_peak_flops('cuda', torch.float32, name=h100, tf32=False) == 67e12
+    assert spec_peak_flops('cuda', torch.float32, name='Tesla V100-SXM2-16GB', tf32=True) == 15.7e12
 
 
 def test_loss_auto_is_chunked_on_cpu_and_plain_elsewhere():
