@@ -177,6 +177,7 @@ class GPT(nn.Module):
         attending to its row's cached keys 0..pos[b] (the cache's first `len` are looked at)."""
         B, T = idx.shape
         start = cache.len if cache is not None and pos is None else 0
+        # each token's position: (B, 1), one per row at its own pos, or (T,) shared by the rows
         positions = pos[:, None] if pos is not None else torch.arange(start, start + T, device=idx.device)
         if start + T > self.config.block_size:
             raise ValueError(f"sequence of {start + T} tokens exceeds block_size {self.config.block_size}")
@@ -199,6 +200,7 @@ class GPT(nn.Module):
         if impl != 'plain':  # the same loss without ever holding the whole logits
             return chunked_loss(x, self.lm_head.weight, targets, impl, self.loss_chunk_rows)
         logits = self.lm_head(x).float()                                        # (B, T, vocab)
+        # every position is one classification: (B*T, vocab) logits against (B*T,) targets
         return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
 
     @torch.no_grad()
@@ -307,10 +309,10 @@ class GPT(nn.Module):
             if decoder is not None:
                 logits = decoder.step(nxt, pos)
             elif uniform:
-                logits = net(nxt[:, None], cache=cache)[0][:, -1]
+                logits = net(nxt[:, None], cache=cache)[0][:, -1]                 # (R, vocab)
             else:
                 cache.len = min(T0 + step + 1, S)  # keys up to the furthest row's position
-                logits = net(nxt[:, None], cache=cache, pos=pos)[0][:, -1]
+                logits = net(nxt[:, None], cache=cache, pos=pos)[0][:, -1]        # (R, vocab)
 
     def generate(self, prompts, max_new_tokens, **kwargs):
         """Like generate_stream, but returns each sequence's new tokens (EOT included if hit)."""
@@ -343,4 +345,4 @@ def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None)
     # picks a token of probability 0, and scaling by the total absorbs the cumsum's rounding.
     cdf = logits.softmax(dim=-1).cumsum(dim=-1)                                 # (B, vocab)
     u = torch.rand(cdf.size(0), 1, device=cdf.device, generator=generator) * cdf[:, -1:]
-    return torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.size(-1) - 1).squeeze(-1)
+    return torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.size(-1) - 1).squeeze(-1)  # (B,)
