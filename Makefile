@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 DEMO_MINUTES ?= 6
 
-.PHONY: venv dev demo test clean
+.PHONY: venv dev demo test gpu-check clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt
@@ -45,6 +45,21 @@ test: dev
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	  || echo "note: could not install chromium; the report rendering test will skip"
 	$(PY) -m pytest -q tests
+
+# The first command on a GPU machine: the CUDA tests (tests/test_cuda.py, ~2 minutes), then the
+# training step at ts_33m and ts_1m against the nanoGPT-style reference and decoding with the KV
+# cache, printed as one table (under 5 minutes in all). It uses the venv when there is one, else
+# the machine's own python3 and torch: no package registry, no openai; pytest if installed.
+GPU_PY = $(if $(wildcard $(PY)),$(PY),$(PYTHON))
+gpu-check:
+	@if ! $(GPU_PY) -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then \
+	  echo "gpu-check: skipped: $(GPU_PY) has no torch that sees a CUDA GPU"; exit 0; fi; \
+	status=0; \
+	if $(GPU_PY) -c 'import pytest' 2>/dev/null; then $(GPU_PY) -m pytest -q -s tests/test_cuda.py || status=1; \
+	else PYTHONPATH=. $(GPU_PY) tests/test_cuda.py || status=1; fi; \
+	$(GPU_PY) bench.py --device=cuda --only=train_step_gpu,sample_gpu --gpu_shapes=ts_33m,ts_1m \
+	  --windows=256 --gpu_variants=auto --table || status=1; \
+	exit $$status
 
 clean:
 	rm -rf data/demo data/demo_stories out/demo

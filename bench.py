@@ -32,8 +32,10 @@ device = 'cpu'       # 'cuda': run the GPU cases instead of the CPU ones
 gpu_shapes = ['ts_33m', 'ts_1m']  # train_step_gpu: names from PAPER_SHAPES
 windows = [0, 256]   # train_step_gpu: global attention only, and GPT-Neo's local layers
 gpu_batch = 64       # train_step_gpu: sequences of 512 tokens per step
-gpu_variants = ['auto', 'plain_loss']  # train_step_gpu: our model's variants beside the reference
-#                      (also 'reduce_overhead': auto compiled with CUDA graphs)
+gpu_variants = ['auto', 'few_chunks']  # train_step_gpu: our model's variants beside the reference:
+#                      'auto' (its CUDA defaults: the plain loss), a loss_impl ('plain', 'few_chunks',
+#                      'chunked'), or 'reduce_overhead' (auto, compiled with CUDA graphs)
+table = False        # also print the figures as one Markdown table at the end (make gpu-check)
 # -----------------------------------------------------------------------------
 
 CASES = {}
@@ -46,8 +48,26 @@ def case(name, devices=('cpu',)):
     return register
 
 
+RECORDS = []  # every figure emitted, for the table
+
+
 def emit(**record):
+    RECORDS.append(record)
     print(json.dumps(record), flush=True)
+
+
+def print_table(records):
+    """The figures as one Markdown table: case, value, and the ratios and MFU beside them."""
+    extra = [k for k in ('vs_reference', 'vs_no_cache', 'mfu', 'mfu_spec', 'compile_s')
+             if any(r.get(k) is not None for r in records)]
+    print('\n| case | value | unit | ' + ' | '.join(extra) + ' |')
+    print('|---|---:|---|' + '---:|' * len(extra))
+    for r in records:
+        cells = [r['case'], r['value'], r['unit']] + ['' if r.get(k) is None else r[k] for k in extra]
+        print('| ' + ' | '.join(str(c) for c in cells) + ' |')
+    gpu = next((f"{r['gpu']}, torch {r['torch']}" for r in records if 'gpu' in r), None)
+    if gpu:
+        print(f'\nmeasured on {gpu}')
 
 
 def device_info():
@@ -73,8 +93,8 @@ def timeit(fn, min_seconds=1.0, warmup=1):
 
 @case('matmul_peak', devices=('cpu', 'cuda'))
 def bench_matmul_peak():
-    n = 8192 if device == 'cuda' else 1024  # a GPU needs a big matmul to reach its roof
-    for dtype in (torch.float32, torch.bfloat16):
+    for dtype in (torch.float32, torch.bfloat16):  # a GPU needs a big matmul to reach its roof
+        n = 8192 if device == 'cuda' else 1024
         flops = measure_peak_flops(dtype, device, n=n, seconds=1.0)
         spec = spec_peak_flops(device, dtype)
         emit(case=f'matmul_peak_{str(dtype).split(".")[-1]}', value=round(flops / 1e9, 1),
@@ -88,7 +108,8 @@ BENCH_SHAPE = dict(n_layer=4, n_head=4, n_embd=128, block_size=256, vocab_size=4
 def _train_step(dtype, use_compile, plain_loss=False, batch_size=32, **shape):
     """One training step of the kind train.py runs (forward, backward, AdamW) at the bench shape,
     as a function; plus its tokens and FLOPs per token.
-    plain_loss: F.cross_entropy over the whole logits instead of model.LinearCrossEntropy."""
+    plain_loss: F.cross_entropy over the whole logits instead of the model's own loss (on a CPU
+    the chunked one, tinystories/speedups.py's LinearCrossEntropy)."""
     from contextlib import nullcontext
     from model import GPT, GPTConfig
     torch.manual_seed(0)
@@ -220,9 +241,9 @@ class ReferenceGPT(nn.Module):
 
 def _gpu_train_step(variant, shape, window):
     """A compiled bf16 training step (forward, backward, fused AdamW) on the GPU at a paper shape,
-    batch gpu_batch x 512: our model (variant 'auto': its GPU defaults; 'plain_loss': the whole
-    logits into F.cross_entropy; 'reduce_overhead': auto, compiled with CUDA graphs) or the
-    'reference'. Returns (step, tokens per step, FLOPs per token)."""
+    batch gpu_batch x 512: our model (variant 'auto': its GPU defaults; a loss_impl, 'plain_loss'
+    being 'plain'; 'reduce_overhead': auto, compiled with CUDA graphs) or the 'reference'.
+    Returns (step, tokens per step, FLOPs per token)."""
     from model import GPT, GPTConfig
     torch.manual_seed(0)
     cfg = GPTConfig(vocab_size=8193, block_size=512, window_size=window, **PAPER_SHAPES[shape])
@@ -233,7 +254,11 @@ def _gpu_train_step(variant, shape, window):
         loss_of = torch.compile(model)
     else:
         model = GPT(cfg).cuda()
-        model.loss_impl = 'plain' if variant == 'plain_loss' else 'auto'
+        loss_impl = {'plain_loss': 'plain', 'reduce_overhead': 'auto'}.get(variant, variant)
+        if loss_impl not in ('auto', 'plain', 'chunked', 'few_chunks'):
+            raise SystemExit(f"error: gpu_variants: unknown variant {variant!r}: use auto, plain, "
+                             f"few_chunks, chunked or reduce_overhead")
+        model.loss_impl = loss_impl
         opt = model.configure_optimizer(0.1, 5e-4, (0.9, 0.95), 'cuda')
         fwd = torch.compile(model, mode='reduce-overhead' if variant == 'reduce_overhead' else None)
         loss_of = lambda x, y: fwd(x, y)[1]
@@ -256,8 +281,8 @@ def bench_train_step_gpu():
     window): our model's variants against the nanoGPT-style ReferenceGPT, all compiled, bf16,
     fused AdamW, timed in turns in the same run (median of 20 steps after warm-up). compile_s
     is the first step (compilation included). MFU against the measured and the spec-sheet peak."""
-    peak = measure_peak_flops(torch.bfloat16, 'cuda', n=8192, seconds=1.0)
-    spec = spec_peak_flops('cuda')
+    peak = measure_peak_flops(torch.bfloat16, 'cuda', seconds=1.0)
+    spec = spec_peak_flops('cuda', torch.bfloat16)
     for shape in gpu_shapes:
         for window in windows:
             names = ['reference'] + list(gpu_variants)
@@ -284,10 +309,13 @@ def bench_train_step_gpu():
 @case('sample_gpu', devices=('cuda',))
 def bench_sample_gpu():
     """Generation on the GPU from a 16-token prompt to a full 512-token context, batch 1: the KV
-    cache with the decode step replayed as a CUDA graph, the same step uncaptured, and the
-    no-cache reference, in turns; then a batch of 32 prompts. A 1-layer model (as the issue's
+    cache with the decode step replayed as a CUDA graph, the same step uncaptured (decode
+    'static': the same algorithm, so the ratio is the capture's alone), and the no-cache
+    reference (fp32, the plain sampler), in turns; then a batch of 32 prompts. The cached ones
+    decode in the model's decode_dtype (auto: bf16). A 1-layer model (as the issue's
     measurement) and the ts_33m shape."""
     from model import GPT, GPTConfig
+    from tinystories.speedups import decoding_model
     for shape in ('ts_1layer_21m', 'ts_33m'):
         torch.manual_seed(0)
         model = GPT(GPTConfig(vocab_size=8193, block_size=512, window_size=0 if shape == 'ts_1layer_21m' else 256,
@@ -298,14 +326,15 @@ def bench_sample_gpu():
             model.decode = decode
             return model.generate([prompt] * batch, new, temperature=1.0)
         graph, eager, full = _interleaved_tokens_per_s(
-            [(lambda: cached('graph'), new), (lambda: cached('dynamic'), new),
+            [(lambda: cached('graph'), new), (lambda: cached('static'), new),
              (lambda: model.generate_no_cache(prompt, new, temperature=1.0), new)],
             rounds=3, warmup=1, sync=torch.cuda.synchronize)
-        common = dict(shape=shape, prompt=16, context=512, **device_info())
+        decode_dtype = str(decoding_model(model).wte.weight.dtype).split('.')[-1]
+        common = dict(shape=shape, prompt=16, context=512, decode_dtype=decode_dtype, **device_info())
         emit(case=f'sample_gpu_{shape}_kv_cache_graph', value=round(graph, 1), unit='tokens/s',
              vs_no_cache=round(graph / full, 1), target_vs_no_cache=10, **common)
         emit(case=f'sample_gpu_{shape}_kv_cache_eager', value=round(eager, 1), unit='tokens/s',
-             vs_no_cache=round(eager / full, 1), **common)
+             vs_no_cache=round(eager / full, 1), decode='static', **common)
         emit(case=f'sample_gpu_{shape}_no_cache', value=round(full, 1), unit='tokens/s', **common)
         (batch32,) = _interleaved_tokens_per_s([(lambda: cached('graph', 32), 32 * new)], rounds=3,
                                                warmup=1, sync=torch.cuda.synchronize)
@@ -558,6 +587,8 @@ def main():
     for name, (fn, devices) in CASES.items():
         if device in devices and (not only or any(name.startswith(p) for p in only)):
             fn()
+    if table and RECORDS:
+        print_table(RECORDS)
 
 
 if __name__ == '__main__':

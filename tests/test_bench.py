@@ -73,3 +73,14 @@ def test_stories_are_read_by_stories_py(tmp_path):
     f = tmp_path / 's.txt'
     f.write_text('Once upon a time.\n<|endoftext|>\nThe end.\n<|endoftext|>\n')
     assert bench._stories(str(f)) == ['Once upon a time.', 'The end.']
+
+
+def test_table_prints_every_figure_once(capsys):
+    """make gpu-check's one table: a row per figure, the ratio and MFU columns that any has."""
+    bench.print_table([{'case': 'a', 'value': 10, 'unit': 'tokens/s', 'vs_reference': 1.0, 'mfu': 0.4,
+                        'gpu': 'NVIDIA H100 80GB HBM3', 'torch': '2.11.0'},
+                       {'case': 'b', 'value': 13, 'unit': 'tokens/s', 'vs_reference': 1.3}])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == '| case | value | unit | vs_reference | mfu |'
+    assert lines[2:4] == ['| a | 10 | tokens/s | 1.0 | 0.4 |', '| b | 13 | tokens/s | 1.3 |  |']
+    assert lines[-1] == 'measured on NVIDIA H100 80GB HBM3, torch 2.11.0'

@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model import GPT, GPTConfig, KVCache, LinearCrossEntropy, sample_next, attention_masks
+from model import GPT, GPTConfig, sample_next
+from tinystories.speedups import KVCache, LinearCrossEntropy, attention_masks
 
 
 def tiny(window=0, **kw):
@@ -149,3 +150,38 @@ def test_muon_optimizer_state_round_trip():
     a, b = opt.optimizers[0], opt2.optimizers[0]
     for p in a.param_groups[0]['params']:
         assert torch.equal(a.state[p]['momentum_buffer'], b.state[p]['momentum_buffer'])
+
+
+# the torch release that added each API the code calls (a piece of its source text), newest first
+TORCH_APIS = {
+    'torch.nn.attention.flex_attention': (2, 5),  # flex_attention, create_block_mask
+    'torch.get_autocast_dtype': (2, 4),
+    'torch.is_autocast_enabled(device': (2, 4),   # the device-type argument
+    'torch.compiler.is_compiling': (2, 3),
+    'torch.amp.GradScaler': (2, 3),
+    'bias=config.bias)': (2, 1),                  # nn.LayerNorm's bias argument
+    'scale=scale)': (2, 1),                       # scaled_dot_product_attention's scale
+    'fused=True': (2, 0),                         # AdamW's fused kernel
+    'weights_only=True': (1, 13),
+    'torch.cuda.CUDAGraph': (1, 10),
+}
+OLD_TORCH_MODULES = {'torch', 'torch.distributed', 'torch.nn.parallel', 'torch.nn', 'torch.nn.functional'}
+
+
+def test_requirements_torch_floor_covers_every_api_used():
+    """requirements.txt's torch floor is the newest release among the APIs the code calls, and
+    every `from torch.x import` in the code is one the table knows."""
+    import glob
+    import os
+    import re
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    source = ''.join(open(f).read() for f in sorted(glob.glob(os.path.join(root, '*.py')) +
+                                                     glob.glob(os.path.join(root, 'tinystories', '*.py'))))
+    with open(os.path.join(root, 'requirements.txt')) as f:
+        floor = re.search(r'^torch>=(\d+)\.(\d+)', f.read(), re.M)
+    floor = (int(floor[1]), int(floor[2]))
+    used = {api: version for api, version in TORCH_APIS.items() if api in source}
+    assert 'torch.nn.attention.flex_attention' in used and 'torch.get_autocast_dtype' in used
+    assert floor == max(used.values()), (floor, used)
+    for module in set(re.findall(r'^\s*(?:from|import) (torch[\w.]*)', source, re.M)):
+        assert module in OLD_TORCH_MODULES or module in TORCH_APIS, f"add {module} to TORCH_APIS"
