@@ -5,9 +5,10 @@ names a script, module, config file and make target that exists, and only keys t
 every relative link in the docs points at a file of the repo.
 
 Placeholders are skipped by rule: a token holding `<...>` or `...` stands for something the
-reader fills in (the key in `--source=<file>` is still checked, its value is not), and a
-synopsis (a command with a `[...]` optional part, as `python stage.py [config/file.py ...]`)
-describes every script, so it is not a command.
+reader fills in (the key in `--source=<file>` is still checked, its value is not); a synopsis
+(a command with a `[...]` optional part, as `python stage.py [config/file.py ...]`) describes
+every script, so it is not a command, and the script it names stands for any script wherever it
+appears (`python stage.py --help`).
 """
 import glob
 import os
@@ -62,11 +63,15 @@ def is_placeholder(token):
     return '...' in token or re.search(r'<[^>]*>', token) is not None
 
 
+def is_synopsis(command):
+    return re.search(r'\[[^\]]*\]', command) is not None
+
+
 def parse(command):
     """-> (kind, target, [(key, arg)], [config files]) for a command, or None for a synopsis.
     kind: 'script' (target: its path), 'module' (a dotted name), 'make' (a target) or None
     (a placeholder script)."""
-    if re.search(r'\[[^\]]*\]', command):
+    if is_synopsis(command):
         return None
     try:
         tokens = shlex.split(command, comments=True)
@@ -96,13 +101,15 @@ def parse(command):
 
 
 def all_commands():
-    """[(doc, command, parsed)] for every command of every doc."""
+    """[(doc, command, parsed)] for every command of every doc, but those of a placeholder script
+    (one a synopsis names)."""
+    commands = [(doc, command) for doc in DOCS for command in commands_in(read(doc))]
+    generic = {parse(c.replace('[', '').replace(']', ''))[1] for _, c in commands if is_synopsis(c)}
     found = []
-    for doc in DOCS:
-        for command in commands_in(read(doc)):
-            parsed = parse(command)
-            if parsed is not None and parsed[0] is not None:
-                found.append((doc, command, parsed))
+    for doc, command in commands:
+        parsed = parse(command)
+        if parsed is not None and parsed[0] is not None and parsed[1] not in generic:
+            found.append((doc, command, parsed))
     return found
 
 
@@ -157,6 +164,7 @@ def test_commands_name_what_exists_and_only_its_keys():
 def test_placeholders_and_synopses_are_skipped_by_rule():
     assert parse('python stage.py [config/file.py ...] [--key=value ...]') is None
     assert parse('python <stage>.py --out_dir=x')[0] is None
+    assert parse('python stage.py --help')[1] == 'stage.py'  # all_commands skips it: a synopsis names it
     kind, target, keys, configs = parse('OPENAI_API_KEY=... python prepare.py config/cpu_tiny.py '
                                         '--source=<the train sample .txt> --data_dir=data/x > log  # note')
     assert (kind, target, configs) == ('script', 'prepare.py', ['config/cpu_tiny.py'])
