@@ -21,12 +21,14 @@ import os
 import shutil
 
 from tinystories.atomic_write import atomic_write
+from tinystories.configurator import Key, configure
 
 # -----------------------------------------------------------------------------
-out_dir = 'out'           # the model: a run of ours (or any location checkpoint.load_run accepts)
-hf_dir = ''               # the folder to write
-overwrite = False         # replace hf_dir if it exists
+out_dir = Key('out', "the model to export: a run of ours (or any location checkpoint.load_run accepts)")
+hf_dir = Key('', "the Hugging Face model folder to write")
+overwrite = Key(False, "replace hf_dir if it exists")
 # -----------------------------------------------------------------------------
+config = configure(globals())
 
 
 def fail(msg):
@@ -87,8 +89,6 @@ def readme(name, model, info, hf_cfg):
 
 
 def main():
-    from tinystories.configurator import configure
-    configure(globals())
     if not hf_dir:
         fail("--hf_dir=DIR names the folder to write")
     if os.path.exists(hf_dir) and (not os.path.isdir(hf_dir) or os.listdir(hf_dir)) and not overwrite:
