@@ -248,7 +248,8 @@ def steps_in_budget(per_iter_s, elapsed_s):
     """(the iteration to stop at, what the budget alone allows): from the measured time per
     iteration, leaving time for the final whole-split evaluation. Every process takes rank 0's
     answer, so all stop at the same step."""
-    final_eval_s = per_iter_s / grad_accum / 3 * val.get('tokens', 0) / (batch_size * block_size)  # forward: ~1/3 of a step
+    # the final evaluation reads every val token forward only: about a third of a step's work per token
+    final_eval_s = per_iter_s / grad_accum / 3 * val.get('tokens', 0) / (batch_size * block_size)
     by_time = iter_num + max(1, int((budget_s - elapsed_s - final_eval_s) / per_iter_s))
     steps = torch.tensor(min(max_iters, by_time), device=device)  # on the run's device: NCCL refuses CPU tensors
     if ddp:
@@ -402,14 +403,16 @@ say(f"stops at iteration {plan['max_iters']:,}" + (f" or after {max_minutes:g} m
 
 def replan(per_iter_s, elapsed_s, first):
     """Fit the schedule to the wall-clock budget from the measured speed. The first plan also
-    fixes the warmup (at most a tenth of the plan: a slow machine still reaches the peak rate
-    and decays) and says in one line what the budget buys, and whether the recipe expected more."""
+    fixes the warmup (a tenth of the plan at most, unless the plan is tiny: a slow machine still
+    reaches the peak rate and decays) and says in one line what the budget buys, and whether the
+    recipe expected more."""
     plan['max_iters'], by_time = steps_in_budget(per_iter_s, elapsed_s)
     bar.total = plan['max_iters']
     if not first:
         return
-    if not plan.get('planned'):  # fixed once per run: a resume keeps it
-        plan['warmup_iters'], plan['planned'] = min(warmup_iters, max(1, plan['max_iters'] // 10)), True
+    if not plan.get('planned'):  # once per run (a resume keeps it), ending after this step: the peak is reached
+        plan['warmup_iters'] = min(warmup_iters, max(plan['max_iters'] // 10, iter_num + 1))
+        plan['planned'] = True
     limit = 'max_iters' if max_iters < by_time else f'the {max_minutes:g}-minute budget'
     say(f"plan: {plan['max_iters']:,} iterations; {limit} governs (the budget allows about {by_time:,}); "
         f"warmup {plan['warmup_iters']:,}")
