@@ -123,9 +123,10 @@ def test_ddp_two_processes(data_dir, tmp_path):
     assert log[0]['tokens_per_s'] > 0
     assert 'model: ' in r.stdout + r.stderr and (r.stdout + r.stderr).count('model: ') == 1  # rank 0 speaks
     assert 'plan: 12 iterations; max_iters governs' in r.stdout + r.stderr
-    for rank in '01':  # each process took part in the plan's broadcast, with a tensor on the run's device
+    for rank in '01':  # each process took part in every plan's broadcast, with a tensor on the run's device
         with open(tmp_path / f'broadcasts{rank}') as f:
-            assert f.read().split() == ['cpu']
+            devices = f.read().split()
+        assert devices and set(devices) == {'cpu'}, devices
 
 
 @pytest.mark.parametrize('args,message', [
