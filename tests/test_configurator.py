@@ -146,3 +146,15 @@ def test_help_gives_every_key_its_meaning_and_range():
     assert [l.split('=')[0][2:] for l in lines] == list(train_keys)
     assert all(k.meaning for k in train_keys.values())
     assert "--n_layer=4  transformer blocks; 1 or more" in lines
+
+
+def test_sweep_takes_train_keys_from_their_declarations():
+    """sweep.py sets any train.py key for every run: it learns them from train.py's declarations
+    (a stage never imports another), with train.py's meanings; the ones it sets per run are not its."""
+    r = subprocess.run([sys.executable, 'sweep.py', '--help'], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = {l.strip().split('=')[0][2:]: l.strip() for l in r.stdout.splitlines() if l.startswith('  --')}
+    train_keys = declared_keys(os.path.join(ROOT, 'train.py'))
+    assert "--learning_rate=0.0005  the peak learning rate (AdamW's); above 0" in lines.values()
+    assert set(train_keys) - set(lines) == {'out_dir', 'init_from', 'eval_only', 'overwrite', 'n_layer', 'n_head', 'n_embd'}
+    assert lines['max_iters'].startswith('--max_iters=0  optimizer steps per run')  # the sweep's own comes first
