@@ -154,8 +154,8 @@ def start_processes():
             fail(f"torchrun started more processes per node than this machine has GPUs "
                  f"({torch.cuda.device_count()}): use --nproc_per_node={torch.cuda.device_count()}, or --device=cpu")
         dev = f"cuda:{local_rank}"
-    if dev.startswith('cuda'):
         torch.cuda.set_device(dev)  # before the process group: NCCL binds each process to its GPU
+    if dev.startswith('cuda'):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     if ddp:
@@ -307,7 +307,8 @@ if compiling:
     say("compiling the model with torch.compile: the first steps are slow")
     model = torch.compile(model)
 if ddp:
-    model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device_type == 'cuda' else None)
+    gpu = [torch.device(device).index] if device_type == 'cuda' else None
+    model = torch.nn.parallel.DistributedDataParallel(model, device_ids=gpu)
 
 
 def get_batch(split, it, micro=0):
