@@ -227,7 +227,7 @@ def check_memory(args):
 
 
 def starting_plan():
-    """The schedule's plan {max_iters, warmup_iters, elapsed_s}, and what the `plan:` line says.
+    """(the schedule's plan {max_iters, warmup_iters, elapsed_s}, whether it extends a finished run).
     A resume keeps its plan (a budget's plan stands until re-planned); a larger max_iters given
     to a finished run extends it, its spent time budget no longer governing."""
     if ckpt is None:

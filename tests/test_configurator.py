@@ -54,16 +54,16 @@ def test_config_file_type_mismatch(tmp_path):
 
 
 @pytest.mark.parametrize('key,argv,message', [
-    (Key(4, 'blocks', min=1), ['--k=0'], "--k=0 is out of range: it must be 1 or more"),
-    (Key(0.0, 'p', min=0, below=1), ['--k=1'], 'it must be in [0, 1)'),
-    (Key(0.1, 'share', above=0, below=1), ['--k=nan'], 'it must be in (0, 1)'),
-    (Key(1.0, 'p', above=0, max=1), ['--k=0'], 'it must be in (0, 1]'),
-    (Key(1.0, 'minutes', min=0), ['--k=inf'], 'it must be positive or 0'),
-    (Key(1e-3, 'rate', above=0), ['--k=-1'], 'it must be above 0'),
+    (Key(4, 'blocks', min=1), ['--k=0'], "--k=0 must be at least 1"),
+    (Key(0.0, 'p', min=0, below=1), ['--k=1'], '--k=1.0 must be in [0, 1)'),
+    (Key(0.1, 'share', above=0, below=1), ['--k=nan'], 'must be in (0, 1)'),
+    (Key(1.0, 'p', above=0, max=1), ['--k=0'], 'must be in (0, 1]'),
+    (Key(1.0, 'minutes', min=0), ['--k=inf'], '--k=inf must be positive or 0'),
+    (Key(1e-3, 'rate', above=0), ['--k=-1'], 'must be above 0'),
     (Key('plain', 'layout', choices=('plain', 'instruct')), ['--k=xml'], "--k='xml' is not a choice: use plain or instruct"),
     (Key(None, 'compile', choices=(None, 'auto', True, False)), ['--k=maybe'], 'use None, auto, True or False'),
     (Key(1337, 'seed'), [f'--k={2 ** 63}'], 'is too large'),
-    (Key([1, 2], 'widths', min=1), ['--k=1,0'], 'out of range'),
+    (Key([1, 2], 'widths', min=1), ['--k=1,0'], '--k=[1, 0] must be at least 1'),
 ])
 def test_ranges_and_choices_are_one_line_errors(key, argv, message):
     with pytest.raises(SystemExit) as e:
@@ -145,7 +145,7 @@ def test_help_gives_every_key_its_meaning_and_range():
     # the source read (what sweep.py uses) and the running script agree on every key
     assert [l.split('=')[0][2:] for l in lines] == list(train_keys)
     assert all(k.meaning for k in train_keys.values())
-    assert "--n_layer=4  transformer blocks; 1 or more" in lines
+    assert "--n_layer=4  transformer blocks; at least 1" in lines
 
 
 def test_sweep_takes_train_keys_from_their_declarations():

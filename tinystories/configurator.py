@@ -47,7 +47,7 @@ class Key:
         return any(b is not None for b in (self.min, self.max, self.above, self.below))
 
     def range_text(self):
-        """The accepted values in words: '1 or more', 'in [0, 1)', 'a, b or c'."""
+        """The accepted values in words: 'at least 1', 'in [0, 1)', 'a, b or c'."""
         if self.choices is not None:
             names = [str(c) for c in self.choices]
             return ', '.join(names[:-1]) + ' or ' + names[-1] if len(names) > 1 else names[0]
@@ -57,7 +57,7 @@ class Key:
             return (f"in {'[' if self.min is not None else '('}{low}, {high}"
                     f"{']' if self.max is not None else ')'}")
         if self.min is not None:
-            return 'positive or 0' if self.min == 0 else f"{self.min} or more"
+            return 'positive or 0' if self.min == 0 else f"at least {self.min}"
         if self.above is not None:
             return f"above {self.above}"
         if high is not None:
@@ -77,7 +77,7 @@ class Key:
                 (self.min is None or v >= self.min) and (self.max is None or v <= self.max) and \
                 (self.above is None or v > self.above) and (self.below is None or v < self.below)
             if not ok:
-                fail(f"--{name}={value!r} is out of range: it must be {self.range_text()}")
+                fail(f"--{name}={value!r} must be {self.range_text()}")
 
 
 def fail(msg):
