@@ -26,7 +26,8 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 # The whole pipeline: stories -> tokens -> model -> stories, then the paper's evaluations.
 # The stories are real ones, a slice of TinyStories V2 (the first 20 MB of its train file and
 # 2 MB of its valid file, from the hub at HF_ENDPOINT); without it, the offline story generator's.
-# About 10 minutes on 2 cores (training takes DEMO_MINUTES).
+# About 10 minutes on 2 cores (training takes DEMO_MINUTES). diversity.py asks for what fits the
+# model's 128-token context: EOT and a prompt of at most half of it leave 63 tokens.
 demo: venv
 	$(PY) prepare.py config/cpu_tiny.py --source=tinystories-v2-20mb --data_dir=data/demo \
 	  || { echo "note: no TinyStories from the hub (the error above): the demo goes on with the offline story generator's stories"; \
@@ -35,7 +36,7 @@ demo: venv
 	$(PY) train.py config/cpu_tiny.py --data_dir=data/demo --out_dir=out/demo --max_minutes=$(DEMO_MINUTES) --overwrite
 	$(PY) sample.py --out_dir=out/demo --num_samples=2 --start="Once upon a time"
 	$(PY) grade.py --out_dir=out/demo --probes
-	$(PY) diversity.py --out_dir=out/demo --num_stories=40 --max_new_tokens=150
+	$(PY) diversity.py --out_dir=out/demo --num_stories=40 --max_new_tokens=63
 	$(PY) interpret.py --out_dir=out/demo --num_stories=100
 	@echo "reports: out/demo/grade/probes.json, out/demo/diversity/, out/demo/interpret/report.html"
 

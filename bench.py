@@ -20,23 +20,25 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from tinystories.configurator import Key, configure
 from tinystories.hardware import measure_peak_flops, spec_peak_flops
 
 # -----------------------------------------------------------------------------
-only = []            # case-name prefixes to run (empty: all)
-list_cases = False   # print the case names and exit
-data_file = ''       # stories (any file or folder stories.py reads) for bpe_train, encode_throughput,
-#                      prepare_sample: e.g. data/demo_stories from generate_data.py
-threads = 0          # torch threads (0: torch's default, all cores)
-device = 'cpu'       # 'cuda': run the GPU cases instead of the CPU ones
-gpu_shapes = ['ts_33m', 'ts_1m']  # train_step_gpu: names from PAPER_SHAPES
-windows = [0, 256]   # train_step_gpu: global attention only, and GPT-Neo's local layers
-gpu_batch = 64       # train_step_gpu: sequences of 512 tokens per step
-gpu_variants = ['auto', 'few_chunks']  # train_step_gpu: our model's variants beside the reference:
-#                      'auto' (its CUDA defaults: the plain loss), a loss_impl ('plain', 'few_chunks',
-#                      'chunked'), or 'reduce_overhead' (auto, compiled with CUDA graphs)
-table = False        # also print the figures as one Markdown table at the end (make gpu-check)
+only = Key([], "case-name prefixes to run (empty: all)")
+list_cases = Key(False, "print the case names and exit")
+data_file = Key('', "stories (any file or folder stories.py reads) for bpe_train, encode_throughput and "
+                    "prepare_sample: e.g. data/demo_stories from generate_data.py")
+threads = Key(0, "torch threads (0: torch's default, all cores)", min=0)
+device = Key('cpu', "cpu, or cuda: run the GPU cases instead of the CPU ones", choices=('cpu', 'cuda'))
+gpu_shapes = Key(['ts_33m', 'ts_1m'], "train_step_gpu: shapes, by their names in PAPER_SHAPES")
+windows = Key([0, 256], "train_step_gpu: local attention windows (0: global attention only; GPT-Neo: 256)", min=0)
+gpu_batch = Key(64, "train_step_gpu: sequences of 512 tokens per step", min=1)
+gpu_variants = Key(['auto', 'few_chunks'], "train_step_gpu: our model's variants beside the reference: auto "
+                  "(its CUDA defaults: the plain loss), a loss_impl (plain, few_chunks, chunked), or "
+                  "reduce_overhead (auto, compiled with CUDA graphs)")
+table = Key(False, "also print the figures as one Markdown table at the end (make gpu-check)")
 # -----------------------------------------------------------------------------
+config = configure(globals())
 
 CASES = {}
 
@@ -573,15 +575,11 @@ def bench_diversity_closest():
 
 
 def main():
-    from tinystories.configurator import configure
-    configure(globals())
     if threads:
         torch.set_num_threads(threads)
     if list_cases:
         print('\n'.join(CASES))
         return
-    if device not in ('cpu', 'cuda'):
-        raise SystemExit(f"error: --device={device}: use cpu or cuda")
     if device == 'cuda' and not torch.cuda.is_available():
         raise SystemExit("error: --device=cuda but torch sees no CUDA GPU")
     for name, (fn, devices) in CASES.items():

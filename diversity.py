@@ -30,25 +30,29 @@ import time
 import numpy as np
 
 from tinystories.atomic_write import atomic_write
+from tinystories.configurator import Key, configure
 from tinystories.kgram_index import WORD_RE, KGramIndex, kgrams, words
 
 # -----------------------------------------------------------------------------
-out_dir = 'out'          # the run: reads its ckpt.pt, writes <report_dir>/diversity/
-data_dir = ''            # training stories from this dataset's train.bin ('' = the checkpoint's)
-source = ''              # or from these files instead: .txt / .jsonl / .json, or a directory of them
-max_train_stories = 0    # use only the first N training stories (0 = all of them)
-num_stories = 100        # stories to cut and complete (the paper: 100)
-cut = 0.4                # prompt = this fraction of the story's tokens (the paper: about 40%)
-max_new_tokens = 400     # completion length cap (also capped by the model's context)
-temperature = 1.0
-top_k = 0                # 0 = no top-k filtering
-batch_size = 20          # completions generated together
-k = 2                    # Rouge-k's k (the paper: 2)
-overlap_ks = [2, 3, 4, 6, 8]  # k-gram overlap of completions with the whole training text
-show = 5                 # completions shown beside their closest training story
-seed = 1337
-device = 'auto'          # auto (cuda if there is one, else cpu), cpu, cuda, cuda:1, mps
+out_dir = Key('out', "the model (a run, a Hugging Face folder, hf:OWNER/NAME); reports go to its diversity/")
+data_dir = Key('', "training stories from this dataset's train.bin ('': the checkpoint's data_dir)")
+source = Key('', "or from these files instead: .txt, .jsonl, .json, or a directory of them")
+max_train_stories = Key(0, "use only the first N training stories (0: all of them)", min=0)
+num_stories = Key(100, "stories to cut and complete (the paper: 100)", min=1)
+cut = Key(0.4, "the prompt is this fraction of the story's tokens (the paper: about 40%)", above=0, below=1)
+max_new_tokens = Key(400, "tokens per completion at most (also capped by the model's context)", min=1)
+temperature = Key(1.0, "sampling temperature (0: greedy)", min=0)
+top_k = Key(0, "sample from the k likeliest tokens only (0: off)", min=0)
+batch_size = Key(20, "completions generated together", min=1)
+k = Key(2, "Rouge-k's k (the paper: 2)", min=1)
+overlap_ks = Key([2, 3, 4, 6, 8], "k-gram overlap of the completions with the whole training text, for each k", min=1)
+show = Key(5, "completions shown beside their closest training story", min=0)
+seed = Key(1337, "seeds the choice of stories and the sampling")
+device = Key('auto', "auto (a GPU if there is one), cpu, cuda, cuda:1, mps")
 # -----------------------------------------------------------------------------
+config = configure(globals())
+if not overlap_ks:
+    raise SystemExit("error: --overlap_ks is empty: list at least one k (--overlap_ks=2,4)")
 
 # what the summary reports, named as the paper names it ({k}: Rouge's k)
 MEASURES = [
@@ -73,19 +77,6 @@ def rouge_f(a, b, k=2):
 
 
 # ----------------------------------------------------------------------------- the stage
-def check_config():
-    """Every setting in range before any work starts: one-line errors."""
-    from tinystories.completions import check_settings
-    check_settings(batch_size=batch_size, max_new_tokens=max_new_tokens, num_stories=num_stories,
-                   temperature=temperature, top_k=top_k)
-    if not 0 < cut < 1:
-        raise SystemExit(f"error: --cut={cut} must be between 0 and 1")
-    if k < 1 or not overlap_ks or any(kk < 1 for kk in overlap_ks):
-        raise SystemExit("error: --k and --overlap_ks must be positive")
-    if max_train_stories < 0 or show < 0:
-        raise SystemExit("error: --max_train_stories and --show must be 0 or more")
-
-
 def read_train_stories(data_dir, enc, info):
     """(train token-id arrays, train texts, val texts) of a prepared dataset, in the model's
     tokenizer: a dataset of another one (the paper's models use GPT-2's) is decoded with its own
@@ -219,14 +210,11 @@ def summarize(values):
 
 
 def main():
-    from tinystories.configurator import configure
-    config = configure(globals())
     global data_dir
     import torch
     from tinystories.completions import file_fingerprint
     from tinystories.dirlock import lock_dir
     from tinystories.checkpoint import load_run
-    check_config()
     torch.manual_seed(seed)
     model, enc, info = load_run(out_dir, device)
     eot = info['tokenizer']['eot_token']

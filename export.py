@@ -26,12 +26,15 @@ import os
 import shutil
 
 from tinystories.atomic_write import atomic_write
+from tinystories.configurator import Key, configure
+from tinystories.dirlock import lock_beside
 
 # -----------------------------------------------------------------------------
-out_dir = 'out'           # the model: a run of ours (or any location checkpoint.load_run accepts)
-hf_dir = ''               # the folder to write
-overwrite = False         # replace hf_dir if it exists
+out_dir = Key('out', "the model to export: a run of ours (or any location checkpoint.load_run accepts)")
+hf_dir = Key('', "the Hugging Face model folder to write")
+overwrite = Key(False, "replace hf_dir if it exists")
 # -----------------------------------------------------------------------------
+config = configure(globals())
 
 # The chat template for a story model (Jinja, as transformers, vLLM and llama.cpp read it). The
 # model follows no instructions: it continues a story. So a conversation becomes the start of a
@@ -151,9 +154,6 @@ def recover(old):
 
 
 def main():
-    from tinystories.configurator import configure
-    from tinystories.dirlock import lock_beside
-    configure(globals())
     if not hf_dir:
         fail("--hf_dir=DIR names the folder to write")
     if not out_dir.startswith('hf:'):

@@ -21,7 +21,6 @@ One run at a time writes a stories_dir (a second is refused), impossible setting
 before any request, and a run that leaves stories unfinished exits non-zero saying why.
 """
 import json
-import math
 import os
 import random
 import re
@@ -29,7 +28,7 @@ from urllib.parse import urlparse
 
 from tinystories import dirlock
 from tinystories.atomic_write import atomic_write, remove_stale_temps
-from tinystories.configurator import configure
+from tinystories.configurator import Key, configure
 from tinystories.words import ADJECTIVES, HOLDABLE_NOUNS, NOUNS, VERBS, word_used
 from tinystories.jsonl import append_jsonl, repair_jsonl
 from tinystories.stories import read_shard
@@ -37,29 +36,32 @@ from tinystories.offline_stories import offline_story
 from tinystories.progress import progress
 
 # -----------------------------------------------------------------------------
-backend = 'offline'        # offline | openai | batch
-num_stories = 1000         # how many stories the dataset should hold (a re-run tops it up)
-stories_dir = 'data/stories'
-seed = 1337                # the same seed gives the same prompts (and offline, the same stories)
-instruct = False           # also make the Instruct fields (summary; words, features, sentence always)
-shard_size = 10000         # stories per shard file
+backend = Key('offline', "offline (the built-in generator), openai (concurrent requests) or batch (the Batch API)",
+              choices=('offline', 'openai', 'batch'))
+num_stories = Key(1000, "how many stories the dataset should hold (a re-run tops it up); ids hold 8 digits",
+                  min=1, max=10 ** 8)
+stories_dir = Key('data/stories', "the folder of story shards to write (prepare.py's --source)")
+seed = Key(1337, "the same seed gives the same prompts (and offline, the same stories)")
+instruct = Key(False, "also make the Instruct fields (the summary; words, features, sentence always)")
+shard_size = Key(10000, "stories per shard file", min=1)
 # LLM backends (see llm.py)
-model = 'gpt-4.1-mini'
-base_url = ''              # empty: api.openai.com; else any OpenAI-compatible server (vLLM, Ollama, ...)
-api_key_env = 'OPENAI_API_KEY'
-concurrency = 32
-max_retries = 6            # per request, for transient faults (429, 5xx, timeouts)
-max_requests = 0           # 0: no limit on requests sent by this run
-max_cost_usd = 0.0         # 0: no limit; else stop sending once this much is spent
-yes = False                # skip the confirmation before a paid run
-max_tokens = 600           # per answer
-temperature = 1.0
-timeout = 60.0             # seconds per request
-poll_seconds = 30.0        # batch: seconds between status checks
-max_rejects = 3            # a story's answers may be rejected this often before it is given up
-min_words = 60             # validation: an answer outside [min_words, max_words] is rejected
-max_words = 600
+model = Key('gpt-4.1-mini', "the generating model's name")
+base_url = Key('', "the server ('': api.openai.com; else any OpenAI-compatible server: vLLM, Ollama, ...)")
+api_key_env = Key('OPENAI_API_KEY', "the environment variable that holds the API key (never the key itself)")
+concurrency = Key(32, "requests in flight at once", min=1)
+max_retries = Key(6, "retries per request for transient faults (429, 5xx, timeouts)", min=0)
+max_requests = Key(0, "requests this run may send (0: no limit)", min=0)
+max_cost_usd = Key(0.0, "stop sending once this much is spent (0: no limit)", min=0)
+yes = Key(False, "skip the confirmation before a paid run")
+max_tokens = Key(600, "tokens per answer at most", min=1)
+temperature = Key(1.0, "the generating model's sampling temperature", min=0, max=2)
+timeout = Key(60.0, "seconds per request", above=0)
+poll_seconds = Key(30.0, "batch: seconds between status checks", min=0)
+max_rejects = Key(3, "a story's answers may be rejected this often before it is given up", min=0)
+min_words = Key(60, "an answer with fewer words is rejected", min=0)
+max_words = Key(600, "an answer with more words is rejected", min=0)
 # -----------------------------------------------------------------------------
+config = configure(globals())
 
 FEATURES = {  # hub name -> how the paper's prompts asked for it
     'Dialogue': 'the story should contain at least one dialogue',
@@ -115,25 +117,13 @@ def pick_sentence(story, rng):
 
 # ----------------------------------------------------------------------------- the settings
 def check_settings():
-    """Refuse impossible settings before anything is written or any request is sent."""
+    """What one key's range cannot say, before anything is written or any request is sent."""
     def need(ok, msg):
         if not ok:
             raise SystemExit(f"error: {msg}")
-    finite = lambda x: isinstance(x, (int, float)) and math.isfinite(x)  # noqa: E731
-    need(backend in ('offline', 'openai', 'batch'), f"--backend must be offline, openai or batch, not {backend!r}")
-    need(num_stories >= 1, f"--num_stories={num_stories}: must be at least 1")
-    need(shard_size >= 1, f"--shard_size={shard_size}: must be at least 1")
     if backend == 'offline':
         return
-    need(concurrency >= 1, f"--concurrency={concurrency}: must be at least 1")
-    need(max_retries >= 0 and max_rejects >= 0, "--max_retries and --max_rejects must be >= 0")
-    need(max_requests >= 0, f"--max_requests={max_requests}: must be >= 0 (0: no limit)")
-    need(finite(max_cost_usd) and max_cost_usd >= 0, f"--max_cost_usd={max_cost_usd}: must be >= 0 (0: no limit)")
-    need(max_tokens >= 1, f"--max_tokens={max_tokens}: must be at least 1")
-    need(finite(temperature) and 0 <= temperature <= 2, f"--temperature={temperature}: must be in [0, 2]")
-    need(finite(timeout) and timeout > 0, f"--timeout={timeout}: must be > 0 seconds")
-    need(finite(poll_seconds) and poll_seconds >= 0, f"--poll_seconds={poll_seconds}: must be >= 0")
-    need(0 <= min_words <= max_words, f"--min_words={min_words} and --max_words={max_words}: need "
+    need(min_words <= max_words, f"--min_words={min_words} and --max_words={max_words}: need "
                                       "0 <= min_words <= max_words, or every answer is rejected")
     need(min_words <= max_tokens, f"--min_words={min_words} cannot fit in --max_tokens={max_tokens} "
                                   "(a word is at least one token): raise max_tokens or lower min_words")
@@ -330,7 +320,6 @@ def check_folder_settings(writer):
 
 
 def main():
-    configure(globals())
     check_settings()
     dirlock.lock_dir(stories_dir, 'generate_data.py run')
     try:

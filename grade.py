@@ -28,13 +28,12 @@ killed run resumes and pays for nothing twice.
 import glob
 import hashlib
 import json
-import math
 import os
 from collections import Counter
 
 from tinystories.atomic_write import atomic_write
-from tinystories.completions import check_settings, complete, file_fingerprint
-from tinystories.configurator import configure
+from tinystories.completions import complete, file_fingerprint
+from tinystories.configurator import Key, configure
 from tinystories.dirlock import lock_dir
 from tinystories.gpt_eval import SCORES, grade_completions, grade_instructions, summarise
 from tinystories.instruct_eval import (FIELDS, field_line, instruct_prompt, load_prompt_set, score,
@@ -48,56 +47,43 @@ from tinystories.probes import (CATEGORIES, baselines_table, file_sha256, load_p
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 # -----------------------------------------------------------------------------
-out_dir = 'out'              # the run whose ckpt.pt is graded; reports go to its grade/ folder
-device = 'auto'              # auto (cuda if there is one, else cpu), cpu, cuda, cuda:1, mps
-seed = 1337
-batch_size = 32              # sequences per forward pass (probes) or per generate() call
+out_dir = Key('out', "the model to grade (a run, a Hugging Face folder, hf:OWNER/NAME); reports go to its grade/")
+device = Key('auto', "auto (a GPU if there is one), cpu, cuda, cuda:1, mps")
+seed = Key(1337, "seeds the completions' sampling")
+batch_size = Key(32, "sequences per forward pass (probes) or per generate() call", min=1)
 # offline probes
-probes = False               # run the offline probes instead of GPT-Eval
-probes_file = os.path.join(HERE, 'eval', 'probes.jsonl')
-probe_norm = 'token'         # token: mean log-prob per token; byte: per UTF-8 byte; none: sum
-unigrams_file = os.path.join(HERE, 'eval', 'unigrams.json')  # word counts for the frequency baseline
-instruct = False             # an Instruct model: with --probes also count required words used
-                             # (Words: prompts); else grade instruction following. Automatic when
-                             # the checkpoint's data_dir says format 'instruct'
-instruct_file = os.path.join(HERE, 'eval', 'instruct.jsonl')  # the Instruct prompt set
-words_file = os.path.join(HERE, 'eval', 'words.jsonl')
-words_template = 'Words: {words}\nStory:'  # how an Instruct prompt asks for words
+probes = Key(False, "run the offline probes instead of GPT-Eval")
+probes_file = Key(os.path.join(HERE, 'eval', 'probes.jsonl'), "the probe items (JSON Lines)")
+probe_norm = Key('token', "a completion's score: mean log-prob per token, per UTF-8 byte, or the sum (none)",
+                 choices=('token', 'byte', 'none'))
+unigrams_file = Key(os.path.join(HERE, 'eval', 'unigrams.json'), "word counts for the probes' frequency baseline")
+instruct = Key(False, "an Instruct model: with --probes also count required words used (Words: prompts), "
+                      "else grade instruction following; automatic for a model trained on an instruct dataset")
+instruct_file = Key(os.path.join(HERE, 'eval', 'instruct.jsonl'), "the Instruct prompt set")
+words_file = Key(os.path.join(HERE, 'eval', 'words.jsonl'), "the word lists of the instruction items")
+words_template = Key('Words: {words}\nStory:', "how an Instruct prompt asks for words")
 # GPT-Eval: completions
-prompts_file = os.path.join(HERE, 'eval', 'prompts.jsonl')
-num_samples = 1              # completions per prompt
-max_new_tokens = 300
-temperature = 1.0            # the paper sampled at temperature 1
+prompts_file = Key(os.path.join(HERE, 'eval', 'prompts.jsonl'), "the story beginnings to complete")
+num_samples = Key(1, "completions per prompt", min=1)
+max_new_tokens = Key(300, "tokens per completion at most (also capped by the model's context)", min=1)
+temperature = Key(1.0, "sampling temperature (the paper sampled at 1; 0: greedy)", min=0)
 # GPT-Eval: the grader (any OpenAI-compatible server, through llm.py)
-backend = 'openai'           # openai | batch (the Batch API: half price, slow)
-grader_model = 'gpt-4.1'
-base_url = ''                # empty: api.openai.com; else any OpenAI-compatible server
-api_key_env = 'OPENAI_API_KEY'
-concurrency = 16
-max_requests = 0             # 0: no limit
-max_cost_usd = 0.0           # 0: no limit
-yes = False                  # skip the confirmation before a paid run
-timeout = 120.0              # seconds per request
-parse_retries = 2            # an unparseable grade is asked for again this often, then reported
-structured = True            # ask for JSON output (response_format); falls back if refused
+backend = Key('openai', "openai (concurrent requests) or batch (the Batch API: half price, slow)",
+              choices=('openai', 'batch'))
+grader_model = Key('gpt-4.1', "the grading model's name")
+base_url = Key('', "the grader's server ('': api.openai.com; else any OpenAI-compatible server)")
+api_key_env = Key('OPENAI_API_KEY', "the environment variable that holds the API key (never the key itself)")
+concurrency = Key(16, "requests in flight at once", min=1)
+max_requests = Key(0, "requests this run may send (0: no limit)", min=0)
+max_cost_usd = Key(0.0, "stop sending once this much is spent (0: no limit)", min=0)
+yes = Key(False, "skip the confirmation before a paid run")
+timeout = Key(120.0, "seconds per request", above=0)
+parse_retries = Key(2, "an unparseable grade is asked for again this often, then reported", min=0)
+structured = Key(True, "ask for JSON output (response_format); falls back if the server refuses")
 # reports
-compare = []                 # out_dirs: print one table of their reports and exit
+compare = Key([], "out_dirs: print one table of their reports and exit")
 # -----------------------------------------------------------------------------
-
-def check_config():
-    """Every setting in range before any work starts: one-line errors."""
-    check_settings(batch_size=batch_size, max_new_tokens=max_new_tokens, num_samples=num_samples,
-                   temperature=temperature)
-    if probe_norm not in ('token', 'byte', 'none'):
-        raise SystemExit(f"error: --probe_norm={probe_norm!r}: use token, byte or none")
-    if backend not in ('openai', 'batch'):
-        raise SystemExit(f"error: --backend={backend!r}: use openai or batch")
-    if concurrency < 1 or parse_retries < 0 or max_requests < 0:
-        raise SystemExit(f"error: --concurrency={concurrency} must be 1 or more, --parse_retries="
-                         f"{parse_retries} and --max_requests={max_requests} 0 or more")
-    if not (math.isfinite(max_cost_usd) and max_cost_usd >= 0) or not (math.isfinite(timeout) and timeout > 0):
-        raise SystemExit(f"error: --max_cost_usd={max_cost_usd} must be 0 (no limit) or more and "
-                         f"--timeout={timeout} more than 0")
+config = configure(globals())
 
 
 def checkpoint_info(model, info):
@@ -329,8 +315,6 @@ def finish_instruct_grading(prompts, samples, run_llm, checkpoint, grade_dir):
 
 
 def main():
-    configure(globals())
-    check_config()
     if compare:
         print(compare_table(compare))
     elif probes:

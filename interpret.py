@@ -40,25 +40,29 @@ import numpy as np
 import torch
 
 from tinystories.atomic_write import atomic_write
+from tinystories.configurator import Key, configure
 
 # -----------------------------------------------------------------------------
-out_dir = 'out'            # the run: reads out_dir/ckpt.pt, writes out_dir/interpret/
-story = ''                 # the story for the attention heads: text, or FILE:path ('' = a default)
-data_dir = ''              # stories for the neurons: its val.bin ('' = the checkpoint's data_dir)
-num_stories = 200          # stories scanned for the neurons' top activations
-layers = [-1]              # MLP layers to look at (-1 = all)
-neurons = 12               # neurons shown per layer: the most selective ones
-top = 6                    # top-activating contexts shown per neuron
-context = 12               # tokens of context shown before each top token (3 after)
-distance_threshold = 0.15  # a fixed offset profile explains the map this much better than uniform
-semantic_threshold = 0.15  # fixed per-token affinities explain it this much better than uniform
-sink_threshold = 0.5       # this much attention on the first token: first-token head
-uniform_threshold = 0.9    # the map shares this much mass with plain averaging: uniform head (0-1;
-                           # planted structured heads share 0.06-0.17, untrained heads 0.99)
-batch_size = 16
-seed = 1337
-device = 'auto'            # auto (cuda if there is one, else cpu), cpu, cuda, cuda:1, mps
+out_dir = Key('out', "the model (a run, a Hugging Face folder, hf:OWNER/NAME); the report goes to its interpret/")
+story = Key('', "the story for the attention heads: text, or FILE:path ('': a default story)")
+data_dir = Key('', "stories for the neurons: its val.bin ('': the checkpoint's data_dir)")
+num_stories = Key(200, "stories scanned for the neurons' top activations", min=1)
+layers = Key([-1], "MLP layers to look at (-1: all)", min=-1)
+neurons = Key(12, "neurons shown per layer: the most selective ones", min=1)
+top = Key(6, "top-activating contexts shown per neuron", min=1)
+context = Key(12, "tokens of context shown before each top token (3 after)", min=0)
+distance_threshold = Key(0.15, "a head is positional when a fixed offset profile explains its map this much "
+                               "better than uniform", above=0, max=1)
+semantic_threshold = Key(0.15, "a head is semantic when fixed per-token affinities explain its map this much "
+                               "better than uniform", above=0, max=1)
+sink_threshold = Key(0.5, "this much attention on the first token makes a first-token head", above=0, max=1)
+uniform_threshold = Key(0.9, "a head is uniform when its map shares this much mass with plain averaging "
+                             "(planted structured heads share 0.06-0.17, untrained heads 0.99)", above=0, max=1)
+batch_size = Key(16, "sequences per forward pass", min=1)
+seed = Key(1337, "seeds the choice of stories")
+device = Key('auto', "auto (a GPU if there is one), cpu, cuda, cuda:1, mps")
 # -----------------------------------------------------------------------------
+config = configure(globals())
 
 DEFAULT_STORY = (
     "Once upon a time, there was a little girl named Lily. Lily loved to play in the park with "
@@ -352,16 +356,6 @@ def load_story(spec):
     return stories[0]
 
 
-def check_keys():
-    """Every numeric key in range before any work: a one-line error naming the bad value."""
-    for key, low in (('num_stories', 1), ('neurons', 1), ('top', 1), ('context', 0), ('batch_size', 1)):
-        if globals()[key] < low:
-            raise SystemExit(f"error: --{key}={globals()[key]} must be at least {low}")
-    for key in ('distance_threshold', 'semantic_threshold', 'sink_threshold'):
-        if not 0 < globals()[key] <= 1:  # also nan
-            raise SystemExit(f"error: --{key}={globals()[key]} must be in (0, 1]")
-
-
 def open_neuron_data(path):
     """(dataset, split) for the neuron study: path's val.bin, else its train.bin, both checked
     against its meta.json (dataset.py). A one-line error when it is not a usable dataset."""
@@ -401,9 +395,6 @@ def sample_sequences(data, enc, info, block_size, n, rng):
 
 
 def main():
-    from tinystories.configurator import configure
-    configure(globals())
-    check_keys()
     from tinystories.dirlock import lock_dir
     from tinystories.checkpoint import load_run
     torch.manual_seed(seed)

@@ -40,31 +40,36 @@ import regex
 from tinystories import dirlock
 from tinystories import hub
 from tinystories import stories
-from tinystories import tokenizer as T
 from tinystories.atomic_write import atomic_open, atomic_write, remove_stale_temps
+from tinystories.configurator import Key, configure
 from tinystories.dataset import damaged_files, read_meta
 from tinystories.progress import progress
+from tinystories.tokenizer import (EOT, GPT2_PAT_STR, PAT_STR, ChunkEncoder, count_chunks, make_encoding,
+                                   read_tiktoken, save_tiktoken, train_bpe)
 
 # -----------------------------------------------------------------------------
-source = 'tinystories'      # a name in hub.DATASETS (tinystories, tinystories-v2-20mb ...) | a path
-val_source = ''             # a file or directory used as the val split (default: hold out)
-val_fraction = 0.005        # held-out share of stories when there is no val_source
-data_dir = 'data/ts'        # what train.py reads by default
-cache_dir = 'data/hub'      # downloads land here; a second run reuses them
-hub_url = ''                # the dataset's files (default: $HF_ENDPOINT's roneneldan/TinyStories)
-tokenizer = 'bpe'           # bpe (ours, trained here) | gpt2 (tiktoken's, needs internet once)
-                            # | a model location (hf:OWNER/NAME or a folder): that model's tokenizer
-vocab_size = 4096           # bpe: 256 bytes + merges + <|endoftext|>
-format = 'plain'            # plain | instruct (Summary/Features/Sentence/Words, then Story)
-instruct_holdout = ''       # instruct: e.g. 'Summary,Words': no train story's prompt has all of these
-ascii_only = False          # map typographic punctuation to ASCII, drop stories still non-ASCII
-seed = 1337
-workers = 0                 # processes for cleaning/encoding (0: all cores)
-block_mb = 2.0              # MB of text per work unit
-force = False               # redo even if data_dir is up to date / holds another tokenizer
+source = Key('tinystories', "a name in hub.DATASETS (tinystories, tinystories-v2-20mb ...), or a file or folder "
+                            "of stories")
+val_source = Key('', "a file or folder used as the val split ('': hold stories out of the source)")
+val_fraction = Key(0.005, "the share of stories held out for val when there is no val_source", above=0, below=1)
+data_dir = Key('data/ts', "the dataset folder to write (what train.py reads by default)")
+cache_dir = Key('data/hub', "downloads land here; a second run reuses them")
+hub_url = Key('', "the dataset's files ('': $HF_ENDPOINT's roneneldan/TinyStories)")
+tokenizer = Key('bpe', "bpe (ours, trained here), gpt2 (tiktoken's, needs the internet once), or a model "
+                       "location (hf:OWNER/NAME or a folder): that model's tokenizer")
+vocab_size = Key(4096, "bpe: the vocabulary (256 bytes + merges + <|endoftext|>)")
+format = Key('plain', "plain, or instruct (Summary/Features/Sentence/Words lines, then Story)",
+             choices=('plain', 'instruct'))
+instruct_holdout = Key('', "instruct: e.g. 'Summary,Words': no train story's prompt has all of these")
+ascii_only = Key(False, "map typographic punctuation to ASCII, and drop stories still non-ASCII")
+seed = Key(1337, "seeds the val draw and the instruct layout")
+workers = Key(0, "processes for cleaning and encoding (0: all cores)", min=0)
+block_mb = Key(2.0, "MB of text per work unit", above=0, below=1024)
+force = Key(False, "redo even if data_dir is up to date, or holds another tokenizer")
 # -----------------------------------------------------------------------------
+config = configure(globals())
 
-SEP = T.EOT
+SEP = EOT
 
 
 class PrepareError(Exception):
@@ -118,7 +123,7 @@ def normalise_space(s):
     return s.strip()
 
 
-def clean(s, stats):
+def clean(s, stats, ascii_only):
     """Repair one story; returns '' when it should be dropped (and counts why)."""
     if MOJIBAKE_RE.search(s):
         s = MOJIBAKE_RE.sub(lambda m: MOJIBAKE[m.group()], s)
@@ -139,26 +144,33 @@ def clean(s, stats):
     return s
 
 
+def cleaning_rules():
+    """What a cleaning worker needs, handed to it with each block (whatever the start method)."""
+    return {'ascii_only': ascii_only, 'format': format, 'seed': seed, 'val_fraction': val_fraction,
+            'holdout': holdout_names()}
+
+
 def clean_block(job):
-    """Worker: one block (and the split its file feeds, None: held out by draw) ->
-    ([(digest, val draw, text, words)], stats)."""
-    block, fixed = job
+    """Worker: one block (the split its file feeds, None: held out by draw; the cleaning rules)
+    -> ([(digest, val draw, text, words)], stats)."""
+    block, fixed, rules = job
     items = stories.parse_block(block)
     stats = collections.Counter({'stories in': 0, 'bytes in': 0})
     out = []
     for story, rec in items:
         stats['stories in'] += 1
         stats['bytes in'] += len(story.encode('utf-8'))
-        text = clean(story, stats)
+        text = clean(story, stats, rules['ascii_only'])
         if not text:
             continue
         digest = hashlib.blake2b(text.encode('utf-8'), digest_size=8).digest()
-        draw = int.from_bytes(hashlib.blake2b(digest, digest_size=8, key=str(seed).encode()).digest()) / 2 ** 64
+        key = str(rules['seed']).encode()
+        draw = int.from_bytes(hashlib.blake2b(digest, digest_size=8, key=key).digest()) / 2 ** 64
         words = len(text.split())
-        if format == 'instruct' and rec is not None:
-            rng = random.Random(int.from_bytes(digest) ^ seed)
-            is_val = fixed == 'val' or (fixed is None and draw < val_fraction)
-            text = stories.render_instruct(text, rec, rng, stats, () if is_val else holdout_names())
+        if rules['format'] == 'instruct' and rec is not None:
+            rng = random.Random(int.from_bytes(digest) ^ rules['seed'])
+            is_val = fixed == 'val' or (fixed is None and draw < rules['val_fraction'])
+            text = stories.render_instruct(text, rec, rng, stats, () if is_val else rules['holdout'])
         out.append((digest, draw, text, words))
     return out, stats
 
@@ -186,7 +198,7 @@ _encoder = None
 
 def init_encoder(ranks, pat_str, name):
     global _encoder
-    _encoder = T.ChunkEncoder(T.make_encoding(ranks, pat_str, name))
+    _encoder = ChunkEncoder(make_encoding(ranks, pat_str, name))
 
 
 def encode_block(job):
@@ -203,19 +215,11 @@ def holdout_names():
 
 
 def check_settings():
-    """Every setting checked before any work (a one-line error names the bad value)."""
-    if format not in ('plain', 'instruct'):
-        fail(f"--format={format!r}: use plain or instruct")
+    """What one key's range cannot say, checked before any work (a one-line error names the bad value)."""
     if tokenizer == 'bpe' and vocab_size < 256 + 1:
         fail(f"--vocab_size={vocab_size} is too small: 256 byte tokens + 1 special need 257")
     if tokenizer == 'bpe' and vocab_size > 2 ** 32:
         fail(f"--vocab_size={vocab_size} is too large: token ids must fit a uint32 bin (at most 2**32)")
-    if not (0 < val_fraction < 1):   # (also refuses nan)
-        fail(f"--val_fraction={val_fraction} must be in (0, 1), e.g. 0.005")
-    if workers < 0:
-        fail(f"--workers={workers} must be >= 1, or 0 for all cores")
-    if not (0 < block_mb < 1024):
-        fail(f"--block_mb={block_mb} must be in (0, 1024)")
     bad = [n for n in holdout_names() if n not in stories.INSTRUCT_LINES]
     if bad:
         fail(f"--instruct_holdout: {', '.join(bad)} is not one of {', '.join(stories.INSTRUCT_LINES)}")
@@ -224,8 +228,6 @@ def check_settings():
 
 
 def main():
-    from tinystories.configurator import configure
-    configure(globals())
     t0 = time.time()
     nproc = workers or os.cpu_count() or 1
     check_settings()
@@ -241,7 +243,7 @@ def main():
     if val_source:
         val_files = stories.list_files(val_source)
     spec = {'tokenizer': tokenizer, 'vocab_size': vocab_size if tokenizer == 'bpe' else 50257,
-            'pat_str': T.PAT_STR if tokenizer == 'bpe' else T.GPT2_PAT_STR}
+            'pat_str': PAT_STR if tokenizer == 'bpe' else GPT2_PAT_STR}
     if model_ranks is not None:
         spec.update(vocab_size=len(model_ranks) + 1, pat_str=model_pat)
     options = dict(spec, model_tokenizer=model_sha, format=format, ascii_only=ascii_only, seed=seed,
@@ -300,12 +302,12 @@ def main():
             ranks = model_ranks
         else:
             counts = [collections.Counter(c) for c in report.pop('chunks')]
-            ranks = T.train_bpe(chunk_counts=counts, vocab_size=vocab_size, progress=True)
+            ranks = train_bpe(chunk_counts=counts, vocab_size=vocab_size, progress=True)
             if len(ranks) + 1 < vocab_size:
                 print(f"note: the text ran out of pairs: vocabulary {len(ranks) + 1}, not {vocab_size}")
             print(f"trained BPE: {len(ranks) + 1} tokens in {time.time() - t1:.1f}s")
-        T.save_tiktoken(ranks, tok_path)
-    ranks = T.read_tiktoken(tok_path)
+        save_tiktoken(ranks, tok_path)
+    ranks = read_tiktoken(tok_path)
     vocab = len(ranks) + 1
     dtype = np.uint16 if vocab <= 65535 else np.uint32
     if dtype == np.uint32:
@@ -363,7 +365,8 @@ def clean_all(train_files, val_files, work, nproc):
 
 def clean_pass(paths, fixed, outs, seen, totals, chunks, nproc):
     """Clean files into `outs` (split `fixed`, or each story by its draw), counting as it goes."""
-    jobs = ((b, fixed) for p in paths for b in stories.read_blocks(p, block_bytes()))
+    rules = cleaning_rules()
+    jobs = ((b, fixed, rules) for p in paths for b in stories.read_blocks(p, block_bytes()))
     bar = progress(total=sum(os.path.getsize(p) for p in paths), unit='B', unit_scale=True,
                    desc=f"clean {fixed or 'train+val'}")
     for out, stats in parallel(clean_block, jobs, nproc):
@@ -381,7 +384,7 @@ def clean_pass(paths, fixed, outs, seen, totals, chunks, nproc):
             t['words'] += words
             if split == 'train':
                 train_texts.append(text)
-        T.count_chunks(train_texts, *chunks)
+        count_chunks(train_texts, *chunks)
         # a block's raw counts go to the split its file feeds (held out: to train)
         totals[fixed or 'train'].update(stats)
         bar.update(stats['bytes in'])
@@ -415,11 +418,11 @@ def model_tokenizer(location):
     from tinystories import hf
     enc, record = hf.load_tokenizer(location)
     ranks = enc._mergeable_ranks
-    if (record['eot_token'] != len(ranks) or set(enc._special_tokens) != {T.EOT}
+    if (record['eot_token'] != len(ranks) or set(enc._special_tokens) != {EOT}
             or sorted(ranks.values()) != list(range(len(ranks)))):
-        fail(f"{location}'s tokenizer is not laid out as ours (tokens 0..n-1, then {T.EOT} "
+        fail(f"{location}'s tokenizer is not laid out as ours (tokens 0..n-1, then {EOT} "
              f"as n, no other special tokens): prepare.py cannot write bins in it")
-    if enc._pat_str not in (T.PAT_STR, T.GPT2_PAT_STR):
+    if enc._pat_str not in (PAT_STR, GPT2_PAT_STR):
         fail(f"{location}'s pre-tokenising pattern is neither GPT-2's nor ours: prepare.py's "
              f"chunked encoder is exact only for those")
     return dict(ranks), enc._pat_str, record['sha256']

@@ -12,36 +12,30 @@ in training. Text streams to the terminal as it is sampled; --json prints one JS
 sample instead (prompt, completion, token count), for tools. A prompt that leaves no room in the
 model's context is skipped with a warning; the others still run.
 """
-import json as jsonlib
-import math
 import sys
+from json import dumps
 
 import torch
 
 from tinystories.checkpoint import load_run
+from tinystories.configurator import Key, configure
 from tinystories.prompts import read_prompts
 
 # -----------------------------------------------------------------------------
-out_dir = 'out'
-start = 'Once upon a time'  # a prompt; FILE:x.txt (one prompt), FILE:x.jsonl (field "prompt" per line)
-num_samples = 2             # samples per prompt
-max_new_tokens = 300        # capped by the room each prompt leaves in the model's context
-temperature = 0.8           # 0: greedy
-top_k = 0                   # 0: off
-top_p = 1.0                 # 1.0: off
-seed = 1337
-device = 'auto'
-json = False                # one JSON object per sample on stdout instead of streamed text
+out_dir = Key('out', "the model (a run, a Hugging Face folder, hf:OWNER/NAME)")
+start = Key('Once upon a time', "a prompt; FILE:x.txt (one prompt), FILE:x.jsonl (field \"prompt\" per line)")
+num_samples = Key(2, "samples per prompt", min=1)
+max_new_tokens = Key(300, "tokens per sample at most (also capped by the room each prompt leaves in the "
+                          "model's context)", min=0)
+temperature = Key(0.8, "sampling temperature (0: greedy)", min=0)
+top_k = Key(0, "sample from the k likeliest tokens only (0: off)", min=0)
+top_p = Key(1.0, "sample from the smallest set of tokens this likely (1: off)", above=0, max=1)
+seed = Key(1337, "seeds the sampling")
+device = Key('auto', "auto (a GPU if there is one), cpu, cuda, cuda:1, mps")
+json = Key(False, "one JSON object per sample on stdout instead of streamed text")
 # -----------------------------------------------------------------------------
-from tinystories.configurator import configure  # noqa: E402
-configure(globals())
+config = configure(globals())
 
-RULES = {'num_samples': (num_samples >= 1, '1 or more'), 'max_new_tokens': (max_new_tokens >= 0, '0 or more'),
-         'temperature': (0 <= temperature < math.inf, '0 (greedy) or more'), 'top_k': (top_k >= 0, '0 (off) or more'),
-         'top_p': (0 < top_p <= 1, 'a value in (0, 1]; 1 is off')}
-for key, (ok, what) in RULES.items():
-    if not ok:
-        raise SystemExit(f"error: --{key}={globals()[key]!r} is out of range: use {what}")
 prompts = read_prompts(start)
 model, enc, ckpt = load_run(out_dir, device)
 eot, block_size = ckpt['tokenizer']['eot_token'], model.config.block_size
@@ -68,7 +62,7 @@ if json:  # the whole batch at once (each row with its own room in the context):
     batch = [(p, ids) for p, ids in encoded for _ in range(num_samples)]
     outs = model.generate([ids for _, ids in batch], max_new_tokens, **options)
     for (p, _), ids in zip(batch, outs):
-        print(jsonlib.dumps({'prompt': p, 'completion': decode(ids), 'tokens': len(ids),
+        print(dumps({'prompt': p, 'completion': decode(ids), 'tokens': len(ids),
                              'finished': bool(ids) and ids[-1] == eot}), flush=True)
     raise SystemExit(0)
 

@@ -22,7 +22,6 @@ and run the same command again: finished runs are neither trained nor evaluated 
 half-trained run resumes exactly (train.py --init_from=resume). A run folder that was trained
 with other settings than the sweep's is an error, never silently reused.
 """
-import ast
 import math
 import os
 import signal
@@ -30,69 +29,52 @@ import subprocess
 import sys
 import time
 
+from tinystories.configurator import Key, configure, declared_keys
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 # -----------------------------------------------------------------------------
-sweep_dir = 'out/sweep'
-data_dir = 'data/ts'
-widths = [64, 128]         # n_embd of each run
-depths = [1, 2]            # n_layer
-heads = [4]                # n_head (every width must be divisible by every head count)
-repeats = 1                # runs of each shape, seeds seed, seed+1, ... (1 or more): the run-to-run
-                           # spread the readings weigh effects against (w64_d2_h4, w64_d2_h4_r2, ...)
+sweep_dir = Key('out/sweep', "the sweep's folder: one run folder per shape, results.jsonl, report.md")
+data_dir = Key('data/ts', "the prepared dataset every run trains on")
+widths = Key([64, 128], "n_embd of each run")
+depths = Key([1, 2], "n_layer of each run")
+heads = Key([4], "n_head of each run (every width must be divisible by every head count)")
+repeats = Key(1, "runs of each shape, with seeds seed, seed+1, ...: the run-to-run spread the readings "
+                 "weigh effects against (w64_d2_h4, w64_d2_h4_r2, ...)", min=1)
 # the per-run budget: one of these (max_minutes may also cap max_iters)
-max_iters = 0              # optimizer steps per run
-max_minutes = 0.0          # wall-clock minutes per run
-max_tokens = 0             # training tokens per run: max_iters = tokens / (batch x block x accum)
+max_iters = Key(0, "optimizer steps per run")
+max_minutes = Key(0.0, "wall-clock minutes per run")
+max_tokens = Key(0, "training tokens per run: max_iters = tokens / (batch x block x accum)")
 # evaluation
-probes = True              # grade.py --probes on each run
-probes_file = ''           # the probe items ('' = grade.py's eval/probes.jsonl)
-gpt_eval = False           # GPT-Eval on each run (needs a grader: a key, or base_url)
-grader_model = 'gpt-4.1'
-base_url = ''
-api_key_env = 'OPENAI_API_KEY'
-max_cost_usd = 0.0         # per run; 0: no limit
-yes = False                # skip grade.py's confirmation before paying
-grader_prompts = ''        # GPT-Eval's story beginnings ('' = grade.py's eval/prompts.jsonl)
-grader_max_new_tokens = 300
+probes = Key(True, "grade.py --probes on each run")
+probes_file = Key('', "the probe items ('': grade.py's eval/probes.jsonl)")
+gpt_eval = Key(False, "GPT-Eval on each run (needs a grader: a key, or base_url)")
+grader_model = Key('gpt-4.1', "GPT-Eval's grading model")
+base_url = Key('', "the grader's server ('': api.openai.com; else any OpenAI-compatible server)")
+api_key_env = Key('OPENAI_API_KEY', "the environment variable that holds the API key (never the key itself)")
+max_cost_usd = Key(0.0, "GPT-Eval's spending limit per run (0: no limit)", min=0)
+yes = Key(False, "skip grade.py's confirmation before paying")
+grader_prompts = Key('', "GPT-Eval's story beginnings ('': grade.py's eval/prompts.jsonl)")
+grader_max_new_tokens = Key(300, "tokens per GPT-Eval completion at most", min=1)
 # Instruct generalisation (the paper's Figure 13): set instruct_holdout to run it
-instruct_holdout = ''      # e.g. 'Summary,Words': no training prompt holds that combination
-instruct_stories = 20000   # offline generator records to train on (made in sweep_dir/records)
-instruct_eval_items = 100  # fresh records (another seed) whose prompts test each run
-instruct_vocab_size = 2048 # the study's own BPE, trained on its records
-instruct_max_new_tokens = 200
+instruct_holdout = Key('', "e.g. 'Summary,Words': no training prompt holds that combination ('': no Instruct study)")
+instruct_stories = Key(20000, "offline generator records to train on (made in sweep_dir/records)", min=1)
+instruct_eval_items = Key(100, "fresh records (another seed) whose prompts test each run", min=1)
+instruct_vocab_size = Key(2048, "the Instruct study's own BPE vocabulary, trained on its records", min=257)
+instruct_max_new_tokens = Key(200, "tokens per Instruct completion at most", min=1)
 # the report
-report_only = False        # rebuild report.md from results.jsonl, train nothing
-title = ''                 # the report's heading ('' = the sweep_dir)
+report_only = Key(False, "rebuild report.md from results.jsonl, train nothing")
+title = Key('', "the report's heading ('': the sweep_dir)")
 # -----------------------------------------------------------------------------
-# train.py's keys, read from its key block (it is the one place they are defined): each can be
-# set here for every run. The sweep sets these per run itself:
+# train.py's keys, read from its declarations (a stage never imports another): each can be set
+# here for every run. The sweep sets these per run itself:
 PER_RUN_KEYS = ('out_dir', 'init_from', 'eval_only', 'overwrite', 'n_layer', 'n_head', 'n_embd')
 # ... and these say how a run goes, not what it learns: a re-run may change them
 HOW_KEYS = ('device', 'threads', 'progress', 'compile', 'log_interval', 'eval_interval',
             'eval_iters')
-
-
-def train_defaults():
-    """train.py's configurable defaults: the module-level literals before its configure() call."""
-    with open(os.path.join(HERE, 'train.py'), encoding='utf-8') as f:
-        tree = ast.parse(f.read())
-    defaults = {}
-    for node in tree.body:
-        if isinstance(node, ast.ImportFrom) and node.module == 'configurator':
-            break
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            try:
-                defaults[node.targets[0].id] = ast.literal_eval(node.value)
-            except ValueError:
-                pass  # not a plain value: not a key
-    return {k: v for k, v in defaults.items() if not k.startswith('_') and k not in PER_RUN_KEYS}
-
-
-TRAIN_DEFAULTS = train_defaults()
-for _k, _v in TRAIN_DEFAULTS.items():
-    globals().setdefault(_k, _v)  # the sweep's own data_dir and budget keys come first
-from tinystories.configurator import configure  # noqa: E402
+TRAIN_KEYS = {k: key for k, key in declared_keys(os.path.join(HERE, 'train.py')).items() if k not in PER_RUN_KEYS}
+for _k, _key in TRAIN_KEYS.items():
+    globals().setdefault(_k, _key)  # the sweep's own data_dir and budget keys come first
 config = configure(globals())
 
 
@@ -115,8 +97,6 @@ def plan_runs():
             fail(f"--{key}={','.join(map(str, values))}: {bad[0]!r} is not a positive integer")
         if len(set(values)) != len(values):
             fail(f"--{key}={','.join(map(str, values))} lists a value twice")
-    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
-        fail(f"--repeats={repeats}: must be 1 or more (runs of each shape)")
     bad = [(w, h) for w in widths for h in heads if w % h]
     if bad:
         fail(f"width {bad[0][0]} is not divisible by {bad[0][1]} heads (each width must divide "
@@ -144,7 +124,7 @@ def run_budget():
 def train_settings(w, d, h, repeat, budget, data):
     """The train.py config a run must have: train.py's defaults, the sweep's keys, the shape,
     and the seed (each repeat the next one)."""
-    s = {k: globals()[k] for k in TRAIN_DEFAULTS}
+    s = {k: globals()[k] for k in TRAIN_KEYS}
     s.update(budget, data_dir=data, n_embd=w, n_layer=d, n_head=h, seed=seed + repeat)
     return s
 
@@ -206,7 +186,7 @@ def as_args(settings):
     """--key=value for each setting that differs from train.py's default (short commands)."""
     out = []
     for k, v in settings.items():
-        if k in TRAIN_DEFAULTS and v == TRAIN_DEFAULTS[k]:
+        if k in TRAIN_KEYS and v == TRAIN_KEYS[k].default:
             continue
         out.append(f"--{k}={repr(v) if isinstance(v, float) else v}")
     return out
@@ -357,7 +337,7 @@ def evaluate(name, run_dir, record):
 def main():
     from tinystories.dirlock import lock_dir
     from tinystories.jsonl import append_jsonl
-    from tinystories.progress import progress as progress_bar  # (progress itself is a train.py key)
+    import tinystories.progress  # (progress itself is a train.py key)
     from tinystories.sweep_report import write_report
     runs = plan_runs()  # bad keys and shapes: errors before anything is touched
     budget = run_budget()
@@ -384,7 +364,7 @@ def main():
     print(f"sweep: {len(runs)} runs in {sweep_dir} ({len(runs) - len(todo)} done); budget per run: "
           + (f"{budget['max_iters']:,} steps" if budget['max_iters'] < 10 ** 9 else '')
           + (f" {budget['max_minutes']} min" if budget['max_minutes'] else ''))
-    bar = progress_bar(total=len(runs), initial=len(runs) - len(todo), desc='sweep', unit='run')
+    bar = tinystories.progress.progress(total=len(runs), initial=len(runs) - len(todo), desc='sweep', unit='run')
     for name, w, d, h, k in todo:
         run_dir = os.path.join(sweep_dir, name)
         os.makedirs(run_dir, exist_ok=True)

@@ -86,7 +86,7 @@ TRAIN_KEYS = [(f'train-{a[2:]}', 'train.py', [a], a[2:].split('=')[0]) for a in 
     '--learning_rate=-1', '--min_lr=-1e-4', '--warmup_iters=-5', '--grad_clip=-1', '--dropout=1.5',
     '--dropout=1', '--weight_decay=-0.1', '--beta1=1', '--beta2=-0.5', '--max_iters=-1',
     '--max_minutes=-1', '--max_minutes=inf', '--dtype=float64', '--schedule=linear', '--init_from=foo',
-    '--compile=maybe', '--device=foo']]
+    '--compile=maybe', '--device=foo', f'--seed={2 ** 63}', '--activation=relu', '--window_size=-1']]
 CASES = TRAIN_KEYS + [
     ('train-device-cuda-missing', 'train.py', ['--device=cuda:99'], 'device='),
     ('train-odd-size-bin', 'train.py', [], 'train.bin is',

@@ -93,19 +93,40 @@ def test_max_minutes_plans_the_schedule_and_stops_in_time(data_dir, tmp_path):
     assert lrs[-1] < 0.2 * max(lrs)  # the cosine was planned to end with the budget
 
 
+# records the device of every tensor train.py broadcasts: NCCL refuses CPU tensors, so the
+# planning step's tensor must be on the run's device (a gloo group cannot tell: it takes both)
+RECORD_BROADCASTS = r'''
+import os, runpy, sys, torch.distributed as dist
+real_broadcast = dist.broadcast
+def broadcast(tensor, *args, **kwargs):
+    with open(os.environ['BROADCASTS'] + os.environ['RANK'], 'a') as f:
+        f.write(f"{tensor.device}\n")
+    return real_broadcast(tensor, *args, **kwargs)
+dist.broadcast = broadcast
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name='__main__')
+'''
+
+
 def test_ddp_two_processes(data_dir, tmp_path):
     out = str(tmp_path / 'ddp')
-    # on the CPU with gloo wherever it runs: a machine with one GPU has no cuda:1 for rank 1
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
-           os.path.join(ROOT, 'train.py'), f'--data_dir={data_dir}', *TINY, '--max_iters=12',
-           '--eval_interval=6', f'--out_dir={out}', '--device=cpu']
+    # on the CPU with gloo wherever it runs: a machine with one GPU has no cuda:1 for rank 1;
+    # with a time budget, so the planning step broadcasts rank 0's plan (max_iters still governs)
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', '--no-python',
+           sys.executable, '-c', RECORD_BROADCASTS, os.path.join(ROOT, 'train.py'), f'--data_dir={data_dir}',
+           *TINY, '--max_iters=12', '--max_minutes=10', '--eval_interval=6', f'--out_dir={out}', '--device=cpu']
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                       env={**os.environ, 'OMP_NUM_THREADS': '1'})
+                       env={**os.environ, 'OMP_NUM_THREADS': '1', 'BROADCASTS': str(tmp_path / 'broadcasts')})
     assert r.returncode == 0, r.stderr[-3000:]
     log = read_log(out)
     assert log[-1]['iter'] == 12 and log[-1].get('final')
     assert log[0]['tokens_per_s'] > 0
     assert 'model: ' in r.stdout + r.stderr and (r.stdout + r.stderr).count('model: ') == 1  # rank 0 speaks
+    assert 'plan: 12 iterations; max_iters governs' in r.stdout + r.stderr
+    for rank in '01':  # each process took part in every plan's broadcast, with a tensor on the run's device
+        with open(tmp_path / f'broadcasts{rank}') as f:
+            devices = f.read().split()
+        assert devices and set(devices) == {'cpu'}, devices
 
 
 @pytest.mark.parametrize('args,message', [
@@ -250,3 +271,55 @@ def test_a_diverged_run_never_writes_a_non_finite_checkpoint(data_dir, tmp_path)
         ck = torch.load(os.path.join(out, 'ckpt.pt'), weights_only=True)
         assert all(torch.isfinite(t).all() for t in ck['model'].values())
         assert ck['iter_num'] < 10
+
+
+def test_a_30x_slower_machine_still_warms_up_peaks_and_decays_then_a_finished_run_extends(data_dir, tmp_path):
+    """A budget that buys far fewer steps than the recipe was tuned for (simulated: a tiny
+    max_minutes, and a recipe tuned at a rate no CPU reaches): the warmup shrinks to a tenth of
+    the plan, so the learning rate still reaches its peak and decays; the run says so."""
+    out = str(tmp_path / 'o')
+    args = [f'--data_dir={data_dir}', *TINY, '--warmup_iters=100', '--max_minutes=0.03', '--eval_interval=1000',
+            '--tuned_tokens_per_s=1000000000', f'--out_dir={out}']
+    r = train(*args)
+    assert 'note: this machine trains at' in r.stdout and 'slower than the 1,000,000,000' in r.stdout
+    assert 'tokens seen' in r.stdout and 'tokens/s;' in r.stdout
+    log = read_log(out)
+    lrs = [rec['lr'] for rec in log if 'lr' in rec]
+    ck = torch.load(os.path.join(out, 'ckpt.pt'), weights_only=True)
+    done, warmup = ck['iter_num'], ck['plan']['warmup_iters']
+    assert 1 <= warmup <= max(9, done // 10) and done == log[-1]['iter']  # (9: the steps before the plan)
+    assert max(lrs) == pytest.approx(3e-3) and lrs.index(max(lrs)) == warmup - 1  # the peak, after warmup
+    assert lrs[-1] < 0.2 * max(lrs)  # and the decay, within the plan
+    # the same command again trains nothing; a larger max_iters extends the finished run
+    train('--out_dir=' + out, '--init_from=resume')
+    assert torch.load(os.path.join(out, 'ckpt.pt'), weights_only=True)['iter_num'] == done
+    r = train('--out_dir=' + out, '--init_from=resume', f'--max_iters={done + 5}')
+    assert f'plan: extending the finished run from {done:,} to {done + 5:,} iterations' in r.stdout
+    log = read_log(out)
+    assert log[-1]['iter'] == done + 5 and log[-1].get('final')
+    ck = torch.load(os.path.join(out, 'ckpt.pt'), weights_only=True)
+    assert ck['plan']['warmup_iters'] == warmup and ck['config']['max_iters'] == done + 5
+
+
+def test_resume_refuses_a_changed_shape_and_applies_what_may_change(data_dir, tmp_path):
+    out = str(tmp_path / 'o')
+    common = [f'--data_dir={data_dir}', *TINY, '--eval_interval=2', f'--out_dir={out}']
+    train(*common, '--max_iters=2')
+    # a checkpoint of an older train.py saved helper globals in its config: they are not keys
+    path = os.path.join(out, 'ckpt.pt')
+    ck = torch.load(path, weights_only=True)
+    ck['config']['ckpt_path'] = path
+    torch.save(ck, path)
+    for flag in ('--n_layer=3', '--n_embd=64', '--block_size=32', '--seed=1', '--dropout=0.1',
+                 '--learning_rate=1e-3'):
+        r = train(*common, '--init_from=resume', '--max_iters=3', flag, check=False)
+        key = flag[2:].split('=')[0]
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode != 0 and len(lines) == 1 and lines[0].startswith('error: ') and f'--{key}=' in lines[0] \
+            and 'resumed run keeps' in lines[0], r.stderr[-2000:]
+    # the same shape given again (as sweep.py and config files do) and keys that may change: applied
+    train(*common, '--init_from=resume', '--max_iters=4', '--eval_iters=3', '--grad_clip=0.5')
+    ck = torch.load(path, weights_only=True)
+    assert ck['iter_num'] == 4 and ck['config']['eval_iters'] == 3 and ck['config']['grad_clip'] == 0.5
+    assert 'ckpt_path' not in ck['config'] and ck['config']['n_layer'] == 2
+

@@ -37,15 +37,18 @@ import re
 
 import torch
 
+from tinystories.configurator import Key, configure
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repo (this file is in tinystories/)
 
 # -----------------------------------------------------------------------------
-seed = 1
-per_category = 250
-out = os.path.join(ROOT, 'eval', 'probes.jsonl')
-unigram_source = ''        # a TinyStories text file: write the unigram table (unigram_out) from it instead
-unigram_out = os.path.join(ROOT, 'eval', 'unigrams.json')
+seed = Key(1, "seeds the generator: the same seed makes the same probes")
+per_category = Key(250, "probes per category", min=1)
+out = Key(os.path.join(ROOT, 'eval', 'probes.jsonl'), "the JSON Lines file to write")
+unigram_source = Key('', "a TinyStories text file: write the unigram table (unigram_out) from it instead of probes")
+unigram_out = Key(os.path.join(ROOT, 'eval', 'unigrams.json'), "where the unigram table is written")
 # -----------------------------------------------------------------------------
+config = configure(globals())  # the generator's command line (imported: the defaults)
 
 CATEGORIES = ('knowledge', 'reasoning', 'context')
 DISTRACTORS = 3  # four candidates: chance is 25%
@@ -718,15 +721,11 @@ def run_words(model, enc, path, template, max_new_tokens, temperature, seed, bat
 # ----------------------------------------------------------------------------- the generator's command line
 if __name__ == '__main__':
     from tinystories.atomic_write import atomic_write
-    from tinystories.configurator import configure
-    configure(globals())
     if unigram_source:
         table = make_unigrams(unigram_source)
         atomic_write(unigram_out, json.dumps(table, indent=0) + '\n')
         print(f"wrote {len(table['counts'])} word counts of {unigram_source} to {unigram_out}")
         raise SystemExit(0)
-    if per_category < 1:
-        raise SystemExit(f"error: --per_category={per_category}: must be 1 or more")
     made = generate_probes(seed, per_category)
     atomic_write(out, probes_jsonl(made))
     print(f"wrote {len(made)} probes ({per_category} per category, seed {seed}) to {out}")
