@@ -201,6 +201,9 @@ class Llama2cTokenizer:
             out.extend(self._encode_segment(segment))
         return out
 
+    def encode_batch(self, texts):
+        return [self.encode(t) for t in texts]
+
     # -- decoding
 
     def decode_bytes(self, ids):
