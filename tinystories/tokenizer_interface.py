@@ -8,6 +8,8 @@ The tokenizer interface: what a stage may ask of a model's tokenizer, whichever 
 
 Every kind has:
 - encode(text) -> [int]: the ids of text, no start or stop token; encode_batch(texts) -> [[int]];
+  encode_next(text): the ids of text that continues earlier text (llama2.c's encode puts a space
+  before a text; this does not);
 - decode(ids) -> str: the text; start and stop tokens left out; decode([start] + encode(t)) == t;
   decode_bytes(ids) -> bytes: the same before UTF-8 decoding (a token may end inside a character);
 - start_token: the id before every story (in prompts and between stories in bins);
@@ -40,6 +42,8 @@ class TiktokenTokenizer:
 
     def encode(self, text):
         return self.encoding.encode_ordinary(text)
+
+    encode_next = encode  # our BPE encodes a text the same wherever it stands
 
     def encode_batch(self, texts):
         return self.encoding.encode_ordinary_batch(texts)  # tiktoken's threads
