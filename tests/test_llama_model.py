@@ -74,3 +74,39 @@ def test_default_config_is_still_gpt2():
     assert shapes['h.0.mlp.c_fc.weight'] == (32, 8) and 'h.0.ln_1.bias' in shapes
     assert not any('rope' in k for k in shapes)
     assert isinstance(model.h[0].ln_1, torch.nn.LayerNorm)
+
+
+def test_llama2c_file_is_a_model_location(tmp_path):
+    """A llama2.c checkpoint with its tokenizer beside it (tok{vocab}.bin) loads through load_run,
+    and sample.py writes run.c's greedy tokens from it; without a tokenizer, a one-line error."""
+    import json
+    import subprocess
+    import sys
+    from helpers import ROOT
+    from llama_reference import reference_encode
+    from tinystories.checkpoint import load_run
+    from tinystories.llama2c_tokenizer import special_pieces, write_tokenizer_bin
+    pieces = special_pieces() + [c.encode() for c in ' abcdefghij'] + [b' a', b' b', b'ab', b' ab']
+    scores = [0.0] * 270 + [1.0, 2.0, 3.0, 4.0]
+    config = dict(dim=16, hidden_dim=40, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=len(pieces),
+                  seq_len=24, tied=False)
+    weights = random_weights(config, seed=3)
+    path = str(tmp_path / 'tiny.bin')
+    L.write_checkpoint(path, weights, config, version=0)
+    missing = subprocess.run([sys.executable, 'sample.py', f'--out_dir={path}'], cwd=ROOT,
+                             capture_output=True, text=True)
+    assert missing.returncode != 0 and missing.stderr.startswith('error: no tokenizer for llama2.c')
+    assert len(missing.stderr.strip().splitlines()) == 1
+    write_tokenizer_bin(str(tmp_path / f"tok{len(pieces)}.bin"), pieces, scores)
+    model, tok, info = load_run(path, 'cpu')
+    assert info['kind'] == 'llama2c' and (tok.start_token, tok.stop_token) == (1, 1)
+    prompt = 'ab a'
+    ids = reference_encode(pieces, scores, prompt)
+    assert tok.encode(prompt) == ids
+    r = subprocess.run([sys.executable, 'sample.py', f'--out_dir={path}', f'--start={prompt}', '--json',
+                        '--temperature=0', '--max_new_tokens=100', '--device=cpu', '--num_samples=1'],
+                       cwd=ROOT, capture_output=True, text=True, check=True)
+    out = json.loads(r.stdout)
+    want = reference_generate(weights, config, ids, config['seq_len'] - 1)[len(ids):]
+    assert out['tokens'] == len(want) + out['finished']
+    assert out['completion'] == tok.decode_bytes([1] + ids + want)[len(prompt):].decode('utf-8', errors='ignore')
