@@ -96,11 +96,11 @@ def read_source_stories(source, enc, limit=0):
         texts = list(itertools.islice(iter_stories(source), limit or None))
     except StoryError as e:
         raise SystemExit(f"error: --source: {e}")
-    toks = [np.array(t, dtype=np.int64) for t in enc.encode_ordinary_batch(texts)]
+    toks = [np.array(t, dtype=np.int64) for t in enc.encode_batch(texts)]
     return toks, texts
 
 
-def cut_and_complete(model, enc, eot, stories, picks, journal, key):
+def cut_and_complete(model, enc, stories, picks, journal, key):
     """Cut each picked story at `cut` of its tokens (at most half the context, to leave the model
     room to write) and let the model write the rest (completions.complete: batched, journaled)."""
     from tinystories.completions import complete
@@ -109,9 +109,9 @@ def cut_and_complete(model, enc, eot, stories, picks, journal, key):
     for i in picks:
         toks = [int(t) for t in stories[i]]
         n_cut = min(max(1, round(cut * len(toks))), block // 2)
-        prompts.append([eot] + toks[:n_cut])
+        prompts.append([enc.start_token] + toks[:n_cut])
         endings.append(toks[n_cut:])
-    outs = complete(model, prompts, max_new_tokens, eot, temperature, top_k, seed, batch_size,
+    outs = complete(model, prompts, max_new_tokens, enc.stop_token, temperature, top_k, seed, batch_size,
                     journal=journal, key=key)
     return [{'story': i, 'prompt': enc.decode(p[1:]), 'ending': enc.decode(e),
              'completion': None if o is None else enc.decode(o), 'too_long': o is None}
@@ -217,7 +217,6 @@ def main():
     from tinystories.checkpoint import load_run
     torch.manual_seed(seed)
     model, enc, info = load_run(out_dir, device)
-    eot = info['tokenizer']['eot_token']
     report_dir = os.path.join(info.get('report_dir', out_dir), 'diversity')
     lock_dir(report_dir, 'diversity.py')  # its own folder, not the run's: a run can train meanwhile
 
@@ -243,7 +242,7 @@ def main():
 
     # 2. the completions (resumable); a prompt that does not fit is counted, never scored
     key = f"{file_fingerprint(os.path.join(out_dir, 'ckpt.pt'))}|{source}|{len(texts)}"
-    every = cut_and_complete(model, enc, eot, toks, picks, os.path.join(report_dir, '.state', 'samples.jsonl'), key)
+    every = cut_and_complete(model, enc, toks, picks, os.path.join(report_dir, '.state', 'samples.jsonl'), key)
     atomic_write(os.path.join(report_dir, 'completions.jsonl'), ''.join(json.dumps(r) + '\n' for r in every))
     recs = [r for r in every if not r['too_long']]
     del model

@@ -166,10 +166,11 @@ def main():
     from tinystories import hf
     from tinystories.checkpoint import load_run
     from safetensors.torch import save_file
-    model, enc, info = load_run(out_dir, 'cpu')
+    model, tok, info = load_run(out_dir, 'cpu')
     check_target(info.get('model_dir') or info['report_dir'])  # an hf: download's own folder too
-    eot = info['tokenizer']['eot_token']
+    eot = tok.start_token
     hf_cfg = hf.hf_config(model.config, eot)
+    enc = tok.encoding  # the tiktoken Encoding (hf_config refuses the models of other tokenizers)
     weights = hf.hf_weights(model)  # the one-line error, if the model cannot be represented
 
     remove(tmp)  # a killed export's half-written folder

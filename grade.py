@@ -120,8 +120,8 @@ def sample_completions(model, enc, prompts, journal, key='', num_samples=1, max_
     killed run resumes with exactly what an uninterrupted one would have made). A prompt too long
     for the model's context is marked too_long, with no completion."""
     jobs = [(p, j) for p in prompts for j in range(num_samples)]
-    ids = [[enc.eot_token] + enc.encode_ordinary(p['prompt']) for p, _ in jobs]  # a story starts after EOT
-    outs = complete(model, ids, max_new_tokens, enc.eot_token, temperature, 0, seed, batch_size,
+    ids = [[enc.start_token] + enc.encode(p['prompt']) for p, _ in jobs]  # a story starts after the start token
+    outs = complete(model, ids, max_new_tokens, enc.stop_token, temperature, 0, seed, batch_size,
                     journal=journal, key=key)
     return [{'key': f"{p['id']}/{j}", 'id': p['id'], 'sample': j, 'prompt': p['prompt'],
              'completion': None if out is None else enc.decode(out), 'too_long': out is None}

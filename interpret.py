@@ -390,8 +390,7 @@ def sample_sequences(data, enc, info, block_size, n, rng):
     dataset, split = data
     stories = dataset.for_model(enc, info['tokenizer']).stories(split)
     picks = sorted(rng.choice(len(stories), min(n, len(stories)), replace=False).tolist())
-    eot = info['tokenizer']['eot_token']
-    return [[eot] + stories[i][:block_size - 1].tolist() for i in picks]
+    return [[enc.start_token] + stories[i][:block_size - 1].tolist() for i in picks]
 
 
 def main():
@@ -404,7 +403,7 @@ def main():
     model, enc, ckpt = load_run(out_dir, device)
     data = neuron_data(ckpt)  # (before any file is written)
     cfg = model.config
-    eot = ckpt['tokenizer']['eot_token']
+    marks = {enc.start_token: '<START>', enc.stop_token: '<STOP>'} if enc.start_token != enc.stop_token else {enc.start_token: '<EOT>'}
     layer_ids = list(range(cfg.n_layer)) if -1 in layers else sorted(set(layers))
     if any(not 0 <= l < cfg.n_layer for l in layer_ids):
         raise SystemExit(f"error: --layers={','.join(map(str, layers))}: the model has layers 0..{cfg.n_layer - 1}")
@@ -413,10 +412,10 @@ def main():
     lock_dir(report_dir, 'interpret')
 
     def token_text(t):
-        return '<EOT>' if t == eot else enc.decode_single_token_bytes(t).decode('utf-8', errors='replace')
+        return marks.get(t) or enc.decode_bytes([t]).decode('utf-8', errors='replace')
 
     # 1. attention heads on the story
-    ids = [eot] + enc.encode_ordinary(text)
+    ids = [enc.start_token] + enc.encode(text)
     if len(ids) > cfg.block_size:
         print(f"interpret: the story has {len(ids)} tokens; using the first {cfg.block_size} (the context)")
         ids = ids[:cfg.block_size]
@@ -444,7 +443,7 @@ def main():
         seqs = [ids]
     acts = neuron_activations(model, seqs, layer_ids, batch_size)
     starts = np.concatenate([[0], np.cumsum([len(s) for s in seqs])])
-    is_eot = np.concatenate([np.array(s) == eot for s in seqs])
+    is_eot = np.concatenate([np.isin(s, list(marks)) for s in seqs])
     sections, neuron_records = [], []
     for l in layer_ids:
         order, sel, positions = rank_neurons(acts[l], top, skip=is_eot)

@@ -6,6 +6,12 @@ token + learned position embeddings, pre-LayerNorm blocks of causal self-attenti
 MLP, a final LayerNorm, and an output layer tied to the token embedding. Optionally GPT-Neo's
 alternating global / local attention (odd layers see only the last `window_size` tokens).
 
+The same code builds Llama-style blocks (llama2.c's models) by configuration, each a switch of
+GPTConfig: RMSNorm instead of LayerNorm (norm), rotary position embeddings instead of learned
+ones (rotary), a SwiGLU MLP with its own hidden size (activation, mlp_hidden), grouped-query
+attention (n_kv_head), no biases (bias) and an untied output layer (tie_embeddings). The
+defaults are GPT-2's, so every existing run and checkpoint reads as before.
+
 Read it top to bottom: the config, attention, the MLP, a block, the GPT (init, forward, the
 loss), then generation, the plain sampler before the fast one. How the work is done fast (not
 what is computed) lives in tinystories/speedups.py, reached through one named hook each:
@@ -38,6 +44,45 @@ class GPTConfig:
     window_size: int = 0     # >0: odd layers attend locally to this many tokens (GPT-Neo used 256)
     qkv_bias: bool = True    # biases on the queries, keys, values too (GPT-2); GPT-Neo has none
     activation: str = 'gelu'  # gelu (exact) | gelu_tanh (the tanh approximation: GPT-2/Neo's gelu_new)
+    #                           | swiglu (Llama's gated MLP: w2(silu(w1 x) * w3 x))
+    mlp_hidden: int = 0       # the MLP's hidden size; 0: 4 * n_embd (Llama: about 8/3 * n_embd)
+    norm: str = 'layernorm'   # layernorm | rmsnorm (Llama's: scale only, no mean subtracted)
+    rotary: bool = False      # rotary position embeddings in attention instead of learned ones
+    rope_theta: float = 10000.0  # rotary: the base of the rotation frequencies
+    n_kv_head: int = 0        # key/value heads, each shared by n_head / n_kv_head query heads
+    #                           (grouped-query attention); 0: n_head (plain multi-head)
+    tie_embeddings: bool = True  # the output layer is the token embedding (False: its own matrix)
+
+    @property
+    def kv_heads(self):
+        return self.n_kv_head or self.n_head
+
+
+def make_norm(config):
+    if config.norm not in ('layernorm', 'rmsnorm'):
+        raise ValueError(f"norm={config.norm!r}: use layernorm or rmsnorm")
+    if config.norm == 'rmsnorm':
+        return nn.RMSNorm(config.n_embd, eps=1e-5)
+    return nn.LayerNorm(config.n_embd, bias=config.bias)
+
+
+def rotary_tables(config):
+    """cos and sin (block_size, head_size / 2) of the angle position * theta^(-2j / head_size)
+    by which rotary embeddings turn the pair of dimensions (2j, 2j + 1) of every query and key:
+    the dot product of a rotated query and key then depends only on their distance."""
+    hs = config.n_embd // config.n_head
+    freqs = 1.0 / config.rope_theta ** (torch.arange(0, hs, 2, dtype=torch.float32) / hs)  # (hs/2,)
+    angle = torch.outer(torch.arange(config.block_size, dtype=torch.float32), freqs)  # (block, hs/2)
+    return torch.cos(angle), torch.sin(angle)
+
+
+def rotate(x, rope):
+    """x (B, heads, T, hs) with each pair (2j, 2j+1) turned by its position's angle; rope is
+    (cos, sin), each (T, hs/2) or (B, 1, 1, hs/2). The pairing is llama2.c's (run.c's)."""
+    cos, sin = rope
+    x0, x1 = x[..., 0::2].float(), x[..., 1::2].float()                      # (B, h, T, hs/2)
+    out = torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1)    # (B, h, T, hs/2, 2)
+    return out.flatten(-2).type_as(x)                                        # (B, h, T, hs)
 
 
 class CausalSelfAttention(nn.Module):
@@ -47,48 +92,74 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, config, local):
         super().__init__()
         assert config.n_embd % config.n_head == 0, "n_embd must be divisible by n_head"
-        self.n_head = config.n_head
+        assert config.n_head % config.kv_heads == 0, "n_head must be a multiple of n_kv_head"
+        self.n_head, self.n_kv_head = config.n_head, config.kv_heads
         self.window = config.window_size if local else 0
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd,  # q, k, v at once
+        self.kv_size = config.n_embd // config.n_head * self.n_kv_head  # k (or v) of all kv heads
+        self.c_attn = nn.Linear(config.n_embd, config.n_embd + 2 * self.kv_size,  # q, k, v at once
                                 bias=config.bias and config.qkv_bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = config.dropout
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def qkv(self, x):
+    def qkv(self, x, rope=None):
         B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(C, dim=2)                                # 3 x (B, T, C)
-        # every head attends independently: (B, T, C) -> (B, nh, T, hs)
-        return [t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v)]
+        q, k, v = self.c_attn(x).split([C, self.kv_size, self.kv_size], dim=2)  # (B, T, C), 2 x (B, T, kv)
+        # every head attends independently: (B, T, C) -> (B, nh, T, hs); k, v: (B, n_kv, T, hs)
+        hs = C // self.n_head
+        q = q.view(B, T, self.n_head, hs).transpose(1, 2)
+        k, v = (t.view(B, T, self.n_kv_head, hs).transpose(1, 2) for t in (k, v))
+        if rope is not None:  # positions enter here, not in the embedding
+            q, k = rotate(q, rope), rotate(k, rope)
+        return q, k, v
 
-    def forward(self, x, plans=None, cache=None, layer=0, pos=None):
+    def share_kv(self, k, v):
+        """Grouped-query attention: query head h reads kv head h // (n_head / n_kv_head)."""
+        group = self.n_head // self.n_kv_head
+        if group == 1:
+            return k, v
+        return k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)  # (B, nh, S, hs)
+
+    def forward(self, x, plans=None, cache=None, layer=0, pos=None, rope=None):
         B, T, C = x.shape
-        q, k, v = self.qkv(x)                                                   # (B, nh, T, hs)
+        q, k, v = self.qkv(x, rope)                                  # (B, nh, T, hs), (B, n_kv, T, hs)
         if cache is not None:  # generation: all keys/values so far, this step's included
-            k, v = cache.update(layer, k, v, pos)                               # (B, nh, S, hs)
+            k, v = cache.update(layer, k, v, pos)                               # (B, n_kv, S, hs)
+        k, v = self.share_kv(k, v)                                              # (B, nh, S, hs)
         plan = plans[bool(self.window)] if plans is not None else AttentionPlan()
         # scaled_dot_product_attention, or FlexAttention / padded heads as the plan says
         y = attend(q, k, v, plan, self.dropout if self.training else 0.0)       # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)                        # (B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
-    def probs(self, x, mask):
+    def probs(self, x, mask, rope=None):
         """The attention probabilities (B, nh, T, T), computed explicitly: SDPA never forms
         them, but interpretability wants to look at them."""
-        q, k, _ = self.qkv(x)
+        q, k, v = self.qkv(x, rope)
+        k, _ = self.share_kv(k, v)
         att = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))                 # (B, nh, T, T)
         return att.masked_fill(~mask, float('-inf')).softmax(dim=-1)
+
+
+class SwiGLU(nn.Module):
+    """Llama's gate: the first half of the input (w1 x) through SiLU, times the second (w3 x)."""
+
+    def forward(self, x):
+        gate, up = x.chunk(2, dim=-1)                                           # 2 x (B, T, hidden)
+        return F.silu(gate) * up
 
 
 class MLP(nn.Module):
     def __init__(self, config):
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        if config.activation not in ('gelu', 'gelu_tanh'):
-            raise ValueError(f"activation={config.activation!r}: use gelu or gelu_tanh")
+        hidden = config.mlp_hidden or 4 * config.n_embd
+        if config.activation not in ('gelu', 'gelu_tanh', 'swiglu'):
+            raise ValueError(f"activation={config.activation!r}: use gelu, gelu_tanh or swiglu")
+        gated = config.activation == 'swiglu'  # c_fc computes w1 x and w3 x at once
+        self.c_fc = nn.Linear(config.n_embd, 2 * hidden if gated else hidden, bias=config.bias)
         # a module, so a forward hook can read the neurons' activations
-        self.act = nn.GELU(approximate='tanh' if config.activation == 'gelu_tanh' else 'none')
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.act = SwiGLU() if gated else nn.GELU(approximate='tanh' if config.activation == 'gelu_tanh' else 'none')
+        self.c_proj = nn.Linear(hidden, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x):
@@ -96,17 +167,17 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-LayerNorm: each sublayer reads a normalised copy and adds to the residual stream."""
+    """Pre-norm: each sublayer reads a normalised copy and adds to the residual stream."""
 
     def __init__(self, config, local):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_1 = make_norm(config)
         self.attn = CausalSelfAttention(config, local)
-        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_2 = make_norm(config)
         self.mlp = MLP(config)
 
-    def forward(self, x, plans=None, cache=None, layer=0, pos=None):
-        x = x + self.attn(self.ln_1(x), plans, cache, layer, pos)
+    def forward(self, x, plans=None, cache=None, layer=0, pos=None, rope=None):
+        x = x + self.attn(self.ln_1(x), plans, cache, layer, pos, rope)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -115,14 +186,20 @@ class GPT(nn.Module):
         super().__init__()
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)  # token embedding
-        self.wpe = nn.Embedding(config.block_size, config.n_embd)  # learned position embedding
+        if config.rotary:  # positions rotate queries and keys instead (not saved: recomputed)
+            cos, sin = rotary_tables(config)
+            self.register_buffer('rope_cos', cos, persistent=False)
+            self.register_buffer('rope_sin', sin, persistent=False)
+        else:
+            self.wpe = nn.Embedding(config.block_size, config.n_embd)  # learned position embedding
         self.drop = nn.Dropout(config.dropout)
         # GPT-Neo alternates global and local attention layers: 0 global, 1 local, 2 global, ...
         self.h = nn.ModuleList([Block(config, local=bool(config.window_size) and i % 2 == 1)
                                 for i in range(config.n_layer)])
-        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_f = make_norm(config)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        self.lm_head.weight = self.wte.weight  # weight tying: one matrix reads and writes tokens
+        if config.tie_embeddings:
+            self.lm_head.weight = self.wte.weight  # weight tying: one matrix reads and writes tokens
         self.apply(self._init_weights)
         # GPT-2: scale the residual projections by 1/sqrt(2 * n_layer), so the residual stream's
         # variance does not grow with depth
@@ -141,13 +218,16 @@ class GPT(nn.Module):
         """Parameters, with or without the embeddings (the paper's tables count both ways). The
         tied output layer is the token embedding, so it is counted once."""
         n = sum(p.numel() for p in self.parameters())
-        return n if embeddings else n - self.wte.weight.numel() - self.wpe.weight.numel()
+        return n if embeddings else n - self.wte.weight.numel() - self.position_params()
+
+    def position_params(self):
+        return 0 if self.config.rotary else self.wpe.weight.numel()
 
     def flops_per_token(self):
         """Training FLOPs per token: 6 per weight (forward + backward multiply-adds) plus the
         attention scores and mixing, 12 * layers * context * width (see docs/contracts.md, MFU)."""
         c = self.config
-        n = self.num_params() - self.wpe.weight.numel()
+        n = self.num_params() - self.position_params()
         return 6 * n + 12 * c.n_layer * c.block_size * c.n_embd
 
     # How to compute, not what (tinystories/speedups.py): set on a model before torch.compile
@@ -181,17 +261,30 @@ class GPT(nn.Module):
         positions = pos[:, None] if pos is not None else torch.arange(start, start + T, device=idx.device)
         if start + T > self.config.block_size:
             raise ValueError(f"sequence of {start + T} tokens exceeds block_size {self.config.block_size}")
-        x = self.drop(self.wte(idx) + self.wpe(positions))                      # (B, T, C)
+        x, rope = self.embed(idx, positions)                                    # (B, T, C)
+        x = self.drop(x)
         # which positions each layer sees (global / local), and with which kernel
         plans = attention_plans(self, T, start, cache, pos, idx.device)
         for i, block in enumerate(self.h):
-            x = block(x, plans, cache, i, pos)
+            x = block(x, plans, cache, i, pos, rope)
         if cache is not None and pos is None:
             cache.len += T
         x = self.ln_f(x)
         if targets is None:
             return self.lm_head(x), None                                        # (B, T, vocab)
         return None, self.loss(x, targets)
+
+    def embed(self, idx, positions):
+        """The token embeddings of idx (B, T) plus learned position embeddings, or with rotary
+        embeddings the tokens alone and each position's (cos, sin) for attention to turn q, k by:
+        (T, hs/2) each, or (B, 1, 1, hs/2) for one token per row at its own position."""
+        x = self.wte(idx)                                                       # (B, T, C)
+        if not self.config.rotary:
+            return x + self.wpe(positions), None
+        cos, sin = self.rope_cos[positions], self.rope_sin[positions]
+        if positions.dim() == 2:  # (B, 1, hs/2) -> (B, 1, 1, hs/2): per row, across heads
+            cos, sin = cos[:, None], sin[:, None]
+        return x, (cos, sin)
 
     def loss(self, x, targets):
         """Mean cross-entropy of the next-token predictions from x (B, T, C), the final
@@ -209,11 +302,11 @@ class GPT(nn.Module):
         T = idx.size(1)
         masks = attention_masks(torch.arange(T, device=idx.device), T, self.config.window_size)
         plans = {kind: AttentionPlan(m, False) for kind, m in masks.items()}
-        x = self.wte(idx) + self.wpe(torch.arange(T, device=idx.device))        # (B, T, C)
+        x, rope = self.embed(idx, torch.arange(T, device=idx.device))           # (B, T, C)
         maps = []
         for block in self.h:
-            maps.append(block.attn.probs(block.ln_1(x), masks[bool(block.attn.window)]))
-            x = block(x, plans)
+            maps.append(block.attn.probs(block.ln_1(x), masks[bool(block.attn.window)], rope))
+            x = block(x, plans, rope=rope)
         return maps
 
     def configure_optimizer(self, weight_decay, learning_rate, betas, device_type, muon_lr=0.0):

@@ -37,33 +37,37 @@ json = Key(False, "one JSON object per sample on stdout instead of streamed text
 config = configure(globals())
 
 prompts = read_prompts(start)
-model, enc, ckpt = load_run(out_dir, device)
-eot, block_size = ckpt['tokenizer']['eot_token'], model.config.block_size
+model, tok, ckpt = load_run(out_dir, device)
+block_size = model.config.block_size
 encoded = []
 for n, p in enumerate(prompts, 1):
-    ids = [eot] + enc.encode_ordinary(p)
+    ids = [tok.start_token] + tok.encode(p)  # a story starts after the start token
     if len(ids) >= block_size:  # not a single new token would fit
-        print(f"WARNING: prompt {n} of {len(prompts)} ({p[:40]!r}...) is {len(ids)} tokens with the EOT "
+        print(f"WARNING: prompt {n} of {len(prompts)} ({p[:40]!r}...) is {len(ids)} tokens with the start token "
               f"before it, and the model's context is {block_size}: skipped; shorten it", file=sys.stderr)
     else:
         encoded.append((p, ids))
 if not encoded:
     raise SystemExit(f"error: no prompt leaves room in the model's context of {block_size} tokens")
 generator = torch.Generator(next(model.parameters()).device).manual_seed(seed)
-options = dict(temperature=temperature, top_k=top_k or None, top_p=top_p, eot_token=eot, generator=generator)
+options = dict(temperature=temperature, top_k=top_k or None, top_p=top_p, eot_token=tok.stop_token,
+               generator=generator)
 
 
-def decode(ids):
-    # a token may end inside a UTF-8 character: hold back the incomplete tail until it completes
-    return enc.decode_bytes([t for t in ids if t != eot]).decode('utf-8', errors='ignore')
+def decode(prompt_ids, ids):
+    """The text of ids after the prompt: decoded together, as a token's text may depend on the one
+    before it (llama2.c drops a leading space after BOS). A token may end inside a UTF-8
+    character: the incomplete tail is held back until it completes."""
+    prompt = tok.decode_bytes(prompt_ids)
+    return tok.decode_bytes(prompt_ids + ids)[len(prompt):].decode('utf-8', errors='ignore')
 
 
 if json:  # the whole batch at once (each row with its own room in the context): fast, for programs
     batch = [(p, ids) for p, ids in encoded for _ in range(num_samples)]
     outs = model.generate([ids for _, ids in batch], max_new_tokens, **options)
-    for (p, _), ids in zip(batch, outs):
-        print(dumps({'prompt': p, 'completion': decode(ids), 'tokens': len(ids),
-                             'finished': bool(ids) and ids[-1] == eot}), flush=True)
+    for (p, prompt_ids), ids in zip(batch, outs):
+        print(dumps({'prompt': p, 'completion': decode(prompt_ids, ids), 'tokens': len(ids),
+                     'finished': bool(ids) and ids[-1] == tok.stop_token}), flush=True)
     raise SystemExit(0)
 
 for p, prompt_ids in encoded:
@@ -74,7 +78,7 @@ for p, prompt_ids in encoded:
             if step[0] is None:
                 break
             ids.append(step[0])
-            text = decode(ids)
+            text = decode(prompt_ids, ids)
             sys.stdout.write(text[len(shown):])
             sys.stdout.flush()
             shown = text

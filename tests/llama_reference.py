@@ -116,3 +116,34 @@ def reference_generate(weights, config, prompt_ids, steps):
             break
         tokens.append(nxt)
     return tokens[1:]
+
+
+# ----------------------------------------------------------------------------- tiny random models
+
+CONFIGS = {  # multi-head and tied; grouped-query (2 query heads per key/value head) and untied
+    'mha-tied': dict(dim=16, hidden_dim=40, n_layers=2, n_heads=4, n_kv_heads=4, vocab_size=30,
+                     seq_len=12, tied=True),
+    'gqa-untied': dict(dim=24, hidden_dim=36, n_layers=3, n_heads=4, n_kv_heads=2, vocab_size=37,
+                       seq_len=10, tied=False),
+}
+
+
+def _layer_shapes(config):
+    d, h = config['dim'], config['hidden_dim']
+    kv = d // config['n_heads'] * config['n_kv_heads']
+    return {'attention_norm': (d,), 'attention.wq': (d, d), 'attention.wk': (kv, d), 'attention.wv': (kv, d),
+            'attention.wo': (d, d), 'ffn_norm': (d,), 'feed_forward.w1': (h, d), 'feed_forward.w2': (d, h),
+            'feed_forward.w3': (h, d)}
+
+
+def random_weights(config, seed=0):
+    """Random llama2.c weights (the names of tinystories/llama2c.py) for a config of CONFIGS."""
+    g = torch.Generator().manual_seed(seed)
+    shapes = {'tok_embeddings.weight': (config['vocab_size'], config['dim']), 'norm.weight': (config['dim'],)}
+    for i in range(config['n_layers']):
+        shapes.update({f'layers.{i}.{kind}.weight': s for kind, s in _layer_shapes(config).items()})
+    if not config['tied']:
+        shapes['output.weight'] = (config['vocab_size'], config['dim'])
+    # norms near 1, matrices small: logits of a usable size, no ties in argmax
+    return {name: (1 + 0.1 * torch.randn(s, generator=g)) if len(s) == 1 else 0.3 * torch.randn(s, generator=g)
+            for name, s in shapes.items()}

@@ -97,7 +97,7 @@ def test_export_loads_in_transformers(tmp_path, record, kind):
     back, enc2, info = load_run(str(tmp_path / 'hf'), 'cpu')
     with torch.no_grad():
         assert (back(idx)[0] - ours(idx)[0]).abs().max().item() < 1e-4
-    assert enc2.encode(text, allowed_special='all') == ids and info['tokenizer']['eot_token'] == eot
+    assert enc2.encoding.encode(text, allowed_special="all") == ids and info['tokenizer']['eot_token'] == eot
 
 
 def test_what_cannot_be_exported(tmp_path, record):

@@ -151,10 +151,10 @@ def test_words_score_counts_required_words(tmp_path):
     assert word_used('ball', 'The dogs jumped over a Ball.')
     assert not word_used('cat', 'He caught it.')
     # a model that only ever writes "a": every story is "aaaa...", so only the word "a" is used
-    from tinystories.tokenizer import encoding_from_record
+    from tinystories.tokenizer_interface import tokenizer_from_record
     from helpers import byte_tokenizer_record
     model = unigram_model({'a': 50.0})
-    enc = encoding_from_record(byte_tokenizer_record())
+    enc = tokenizer_from_record(byte_tokenizer_record())
     words = write_jsonl(tmp_path / 'w.jsonl', [{'words': ['b', 'c']}, {'words': ['aaaa', 'd']}])
     r = grade.run_words(model, enc, words, 'Words: {words}\nStory:', 4, 1.0, 0, 8)
     assert r['items'][0]['story'] == 'aaaa' and r['items'][1]['used'] == ['aaaa']

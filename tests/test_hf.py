@@ -57,7 +57,8 @@ def theirs(folder):
 def test_logits_generation_and_tokenizer_match(folders, kind):
     files = sorted(os.listdir(folders[kind]))
     assert ('model.safetensors' in files) == (kind == 'gpt2') and ('tokenizer.json' in files) == (kind == 'gpt2')
-    ours, enc, info = load_run(folders[kind], 'cpu')
+    ours, tokenizer, info = load_run(folders[kind], 'cpu')
+    enc = tokenizer.encoding  # the tiktoken Encoding behind the interface
     model, tok = theirs(folders[kind])
     assert info['kind'] == 'hf' and info['report_dir'] == os.path.join('out', 'hf', os.path.basename(folders[kind]))
     assert info['tokenizer']['eot_token'] == tok.eos_token_id and info['config'] == {}

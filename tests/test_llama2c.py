@@ -11,32 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from llama_reference import reference_decode, reference_encode, reference_forward, reference_generate
+from llama_reference import (CONFIGS, random_weights, reference_decode, reference_encode, reference_forward,
+                             reference_generate)
 from tinystories import llama2c as L
 from tinystories.llama2c_tokenizer import (Llama2cTokenizer, from_tokenizer_json, parse_tokenizer_bin,
                                            special_pieces, tokenizer_bin, tokenizer_json, write_tokenizer_bin)
 from tinystories.tokenizer import byte_tokenizer_record
 from tinystories.tokenizer_interface import TiktokenTokenizer, tokenizer_from_record
-
-CONFIGS = {  # multi-head and tied; grouped-query (2 query heads per key/value head) and untied
-    'mha-tied': dict(dim=16, hidden_dim=40, n_layers=2, n_heads=4, n_kv_heads=4, vocab_size=30,
-                     seq_len=12, tied=True),
-    'gqa-untied': dict(dim=24, hidden_dim=36, n_layers=3, n_heads=4, n_kv_heads=2, vocab_size=37,
-                       seq_len=10, tied=False),
-}
-
-
-def random_weights(config, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    shapes = {'tok_embeddings.weight': (config['vocab_size'], config['dim']), 'norm.weight': (config['dim'],)}
-    for i in range(config['n_layers']):
-        shapes.update({f'layers.{i}.{kind}.weight': s for kind, s in L.layer_shapes(config).items()})
-    if not config['tied']:
-        shapes['output.weight'] = (config['vocab_size'], config['dim'])
-    # norms near 1, matrices small: logits of a usable size, no ties in argmax
-    return {name: (1 + 0.1 * torch.randn(s, generator=g)) if len(s) == 1 else 0.3 * torch.randn(s, generator=g)
-            for name, s in shapes.items()}
-
 
 def f32(*tensors):
     return b''.join(t.numpy().astype('<f4').tobytes() for t in tensors)

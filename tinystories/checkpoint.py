@@ -2,16 +2,18 @@
 Loading a model location into a model and its tokenizer: the one loader every stage uses.
 
 A location is a run of ours (a folder with ckpt.pt, or the .pt path itself), a Hugging Face model
-folder (config.json + weights), or hf:OWNER/NAME[@REVISION] (downloaded once through hub.py; the
-folder's conversion is hf.py's). Kept out of model.py, so the model file is only the model.
+folder (config.json + weights), hf:OWNER/NAME[@REVISION] (downloaded once through hub.py; the
+folder's conversion is hf.py's), or a llama2.c checkpoint (a .bin file, its tokenizer beside it). Kept out of model.py, so the model file is only the model.
 """
 import os
 
 import torch
 
 from model import GPT, GPTConfig
+from tinystories import llama2c
 from tinystories.hardware import pick_device
-from tinystories.tokenizer import encoding_from_record
+from tinystories.llama2c_tokenizer import Llama2cTokenizer
+from tinystories.tokenizer_interface import TiktokenTokenizer, tokenizer_from_record
 
 
 # what every reader of a run's checkpoint relies on (train.py writes more: optimizer, rng, plan)
@@ -62,18 +64,53 @@ def unreadable(path, e):
 
 
 def load_run(out_dir, device='auto'):
-    """(model, encoding, info): what the later stages (sample, grade, diversity, interpret) need
-    from a model location, the model in eval mode and its tokenizer. The location is a run of
-    ours (a directory with ckpt.pt; info is the checkpoint dict), a Hugging Face model folder
-    (config.json + weights), or hf:OWNER/NAME[@REVISION] (downloaded once; both are hf.py's).
-    info always has tokenizer (its eot_token ...), model_args, config, kind ('run' | 'hf') and
-    report_dir (where a stage writes its reports). device 'auto': cuda if there is one, else cpu."""
+    """(model, tokenizer, info): what the later stages (sample, grade, diversity, interpret) need
+    from a model location, the model in eval mode and its tokenizer (tokenizer_interface.py's:
+    encode, decode, start_token, stop_token, vocab_size). The location is a run of ours (a
+    directory with ckpt.pt; info is the checkpoint dict), a Hugging Face model folder
+    (config.json + weights), hf:OWNER/NAME[@REVISION] (downloaded once; both are hf.py's), or a
+    llama2.c checkpoint file (.bin, its tokenizer beside it: load_llama2c). info always has
+    tokenizer (the record), model_args, config, kind ('run' | 'hf' | 'llama2c') and report_dir
+    (where a stage writes its reports). device 'auto': cuda if there is one, else cpu."""
     device = pick_device(device)
     if out_dir.startswith('hf:') or (os.path.isfile(os.path.join(out_dir, 'config.json')) and
                                      not os.path.exists(os.path.join(out_dir, 'ckpt.pt'))):
         from tinystories.hf import load_hf
-        return load_hf(out_dir, device)
+        model, enc, info = load_hf(out_dir, device)
+        return model, TiktokenTokenizer(enc, info['tokenizer']), info
+    if os.path.isfile(out_dir) and out_dir.endswith('.bin'):
+        return load_llama2c(out_dir, device)
     model, ckpt = load_checkpoint(out_dir, device)
     ckpt.update(kind='run', report_dir=out_dir if os.path.isdir(out_dir) else os.path.dirname(out_dir))
-    return model, encoding_from_record(ckpt['tokenizer']), ckpt
+    return model, tokenizer_from_record(ckpt['tokenizer']), ckpt
+
+
+def llama2c_tokenizer_path(path, vocab_size):
+    """The tokenizer of a llama2.c checkpoint: a file beside it, tok{vocab_size}.bin (llama2.c's
+    name for a trained one: tok512.bin beside stories260K.bin) or else tokenizer.bin (its 32,000
+    pieces, for stories15M/42M/110M)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    names = [f'tok{vocab_size}.bin', 'tokenizer.bin']
+    for name in names:
+        if os.path.isfile(os.path.join(folder, name)):
+            return os.path.join(folder, name)
+    raise SystemExit(f"error: no tokenizer for llama2.c checkpoint {path}: put {' or '.join(names)} "
+                     f"beside it (llama2.c's checkpoints hold no tokenizer)")
+
+
+def load_llama2c(path, device='cpu'):
+    """(model, tokenizer, info) for a llama2.c checkpoint file (legacy or version 1), run by
+    model.py's Llama-style block; reports go to out/llama2c/<file name>/."""
+    weights, config = llama2c.read_checkpoint(path)
+    tok = Llama2cTokenizer.from_file(llama2c_tokenizer_path(path, config['vocab_size']))
+    if tok.vocab_size != config['vocab_size']:
+        raise SystemExit(f"error: {path} has {config['vocab_size']} token embeddings but its tokenizer "
+                         f"{tok.name}.bin has {tok.vocab_size} pieces: not this model's tokenizer")
+    args = llama2c.gpt_args(config)
+    model = GPT(GPTConfig(**args))
+    model.load_state_dict(llama2c.gpt_state_dict(weights, config))
+    name = os.path.splitext(os.path.basename(path))[0]
+    info = {'kind': 'llama2c', 'location': path, 'report_dir': os.path.join('out', 'llama2c', name),
+            'model_args': args, 'config': {}, 'tokenizer': tok.record(), 'iter_num': None}
+    return model.to(device).eval(), tok, info
 

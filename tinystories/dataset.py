@@ -164,37 +164,42 @@ class Dataset:
                 'eot_token': self.eot, 'vocab_size': self.vocab_size}
 
 
-    def for_model(self, enc, tokenizer):
+    def for_model(self, tok, tokenizer):
         """This dataset in a model's token ids: itself when the model was trained with its
-        tokenizer (`tokenizer`: the model's record, compared by sha256), else its stories decoded
-        with the dataset's tokenizer and encoded with the model's (the paper's models use GPT-2's
-        50,257 tokens). Bits per byte still compare: the bytes are the text's, whatever the tokens."""
+        tokenizer (`tok`: the model's tokenizer_interface tokenizer, `tokenizer` its record,
+        compared by sha256), else its stories decoded with the dataset's tokenizer and encoded with
+        the model's (the paper's models use GPT-2's 50,257 tokens; llama2.c's its own). Bits per
+        byte still compare: the bytes are the text's, whatever the tokens."""
         if tokenizer.get('sha256') == self.tokenizer_record()['sha256']:
             return self
-        return Reencoded(self, enc, tokenizer['eot_token'])
+        return Reencoded(self, tok)
 
 
 class Reencoded:
     """A Dataset's splits re-encoded, in memory, with another tokenizer: the same interface as
     Dataset for the readers that only need tokens, stories and the split's bytes."""
 
-    def __init__(self, dataset, enc, eot):
-        self.source, self.enc, self.eot = dataset, enc, eot
-        self.meta, self.format, self.vocab_size = dataset.meta, dataset.format, enc.n_vocab
+    def __init__(self, dataset, tok):
+        self.source, self.tok = dataset, tok
+        self.meta, self.format, self.vocab_size = dataset.meta, dataset.format, tok.vocab_size
         self._stories, self._tokens = {}, {}
 
     def stories(self, split, limit=0):
         if split not in self._stories:
             texts = self.source.texts(split)
-            self._stories[split] = [np.array(ids, dtype=np.int64) for ids in self.enc.encode_ordinary_batch(texts)]
+            self._stories[split] = [np.array(ids, dtype=np.int64) for ids in self.tok.encode_batch(texts)]
         out = self._stories[split]
         return out[:limit] if limit else out
 
     def tokens(self, split):
-        """EOT story EOT story ... EOT, as prepare.py lays out a bin (built once per split)."""
+        """Every story after the start token and ended by the stop token, as prepare.py lays out a
+        bin (built once per split): EOT story EOT story ... EOT for our BPE, where one token is both;
+        llama2.c's BOS story BOS story ... BOS (BOS is its stop token too, as run.c stops there)."""
         if split not in self._tokens:
-            eot = np.array([self.eot], dtype=np.int64)
-            self._tokens[split] = np.concatenate([eot] + [part for s in self.stories(split) for part in (s, eot)])
+            start, stop = (np.array([t], dtype=np.int64) for t in (self.tok.start_token, self.tok.stop_token))
+            end = [] if self.tok.stop_token == self.tok.start_token else [stop]  # else the next start ends it
+            parts = [part for s in self.stories(split) for part in [start, s] + end]
+            self._tokens[split] = np.concatenate(parts + ([] if end else [start]))
         return self._tokens[split]
 
     def texts(self, split, limit=0):
@@ -204,7 +209,7 @@ class Reencoded:
         return dict(self.source.split_info(split), tokens=len(self.tokens(split)))
 
     def encoding(self):
-        return self.enc
+        return self.tok
 
 
 def open_dataset(data_dir, splits=('train', 'val')):

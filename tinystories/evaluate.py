@@ -79,7 +79,7 @@ def score_model(location, dataset, batch_size=32, device='cpu', dtype='auto'):
     from tinystories.checkpoint import load_run
     model, enc, info = load_run(location, device)
     data = dataset.for_model(enc, info['tokenizer'])
-    note = '' if data is dataset else f" (the text re-encoded with the model's {enc.n_vocab:,}-token tokenizer)"
+    note = '' if data is dataset else f" (the text re-encoded with the model's {enc.vocab_size:,}-token tokenizer)"
     _, _, autocast = pick_autocast(device, dtype)
     loss, bpb = whole_split_loss(model, data, 'val', batch_size, device, autocast)
     where = f"{location} (iter {info['iter_num']})" if info.get('iter_num') is not None else location

@@ -92,17 +92,16 @@ def instruct_scores(run_dir, records_dir, holdout, n_items, max_new_tokens, devi
     import torch
     from tinystories.checkpoint import load_run
     model, enc, ckpt = load_run(run_dir, device)
-    eot = enc.eot_token
     records = read_records(records_dir, n_items)
     scores, samples = {}, []
     for name, (fields, held_out) in conditions(holdout).items():
         prompts = ['\n'.join([field_line(f, r) for f in fields] + ['Story:']) for r in records]
         g = torch.Generator(next(model.parameters()).device).manual_seed(seed)
-        outs = model.generate([[eot] + enc.encode_ordinary(p) for p in prompts], max_new_tokens,
-                              temperature=1.0, eot_token=eot, generator=g)
+        outs = model.generate([[enc.start_token] + enc.encode(p) for p in prompts], max_new_tokens,
+                              temperature=1.0, eot_token=enc.stop_token, generator=g)
         totals = [0, 0, 0, 0]
         for rec, prompt, ids in zip(records, prompts, outs):
-            story = enc.decode([t for t in ids if t != eot])
+            story = enc.decode(ids)
             s = score(rec, story)
             totals = [a + b for a, b in zip(totals, s)]
             samples.append({'condition': name, 'id': rec['id'], 'prompt': prompt, 'story': story,

@@ -239,3 +239,61 @@ def config_from_hf(hf):
             'n_kv_heads': hf.get('num_key_value_heads') or hf['num_attention_heads'],
             'vocab_size': hf['vocab_size'], 'seq_len': hf.get('max_position_embeddings', 2048),
             'tied': bool(hf.get('tie_word_embeddings', False))}
+
+
+# ----------------------------------------------------------------------------- our model.py's layout
+
+def gpt_args(config):
+    """model.py's GPTConfig fields (a dict) for a llama2.c config: its Llama-style block."""
+    return {'vocab_size': config['vocab_size'], 'block_size': config['seq_len'],
+            'n_layer': config['n_layers'], 'n_head': config['n_heads'], 'n_embd': config['dim'],
+            'n_kv_head': config['n_kv_heads'], 'mlp_hidden': config['hidden_dim'], 'dropout': 0.0,
+            'bias': False, 'qkv_bias': False, 'activation': 'swiglu', 'norm': 'rmsnorm',
+            'rotary': True, 'rope_theta': 10000.0, 'tie_embeddings': bool(config['tied'])}
+
+
+def config_from_gpt(args):
+    """The inverse of gpt_args, or an error naming what a llama2.c file cannot hold."""
+    want = {'activation': 'swiglu', 'norm': 'rmsnorm', 'rotary': True, 'bias': False, 'window_size': 0,
+            'rope_theta': 10000.0}
+    wrong = [f"{k}={args.get(k)!r}" for k, v in want.items() if args.get(k, v if k == 'window_size' else None) != v]
+    if wrong:
+        fail(f"a llama2.c file holds only a Llama-style model (rmsnorm, rotary, swiglu, no biases, "
+             f"rope_theta 10000, no local attention); this one has {', '.join(wrong)}")
+    return {'dim': args['n_embd'], 'hidden_dim': args['mlp_hidden'] or 4 * args['n_embd'],
+            'n_layers': args['n_layer'], 'n_heads': args['n_head'],
+            'n_kv_heads': args.get('n_kv_head') or args['n_head'], 'vocab_size': args['vocab_size'],
+            'seq_len': args['block_size'], 'tied': bool(args.get('tie_embeddings', True))}
+
+
+def gpt_state_dict(weights, config):
+    """llama2.c's weights under model.py's names: q, k, v rows stacked into c_attn, and the
+    SwiGLU's w1 (gate) and w3 (up) into c_fc, in the order model.py splits them."""
+    sd = {'wte.weight': weights['tok_embeddings.weight'], 'ln_f.weight': weights['norm.weight'],
+          'lm_head.weight': weights.get('output.weight', weights['tok_embeddings.weight'])}
+    for i in range(config['n_layers']):
+        w = {kind: weights[f'layers.{i}.{kind}.weight'] for kind in LAYER_KINDS}
+        sd.update({f'h.{i}.ln_1.weight': w['attention_norm'], f'h.{i}.ln_2.weight': w['ffn_norm'],
+                   f'h.{i}.attn.c_attn.weight': torch.cat([w['attention.wq'], w['attention.wk'], w['attention.wv']]),
+                   f'h.{i}.attn.c_proj.weight': w['attention.wo'],
+                   f'h.{i}.mlp.c_fc.weight': torch.cat([w['feed_forward.w1'], w['feed_forward.w3']]),
+                   f'h.{i}.mlp.c_proj.weight': w['feed_forward.w2']})
+    return sd
+
+
+def weights_from_gpt(sd, config):
+    """The inverse of gpt_state_dict (the classifier kept only when config['tied'] is False)."""
+    d, h = config['dim'], config['hidden_dim']
+    kv = d // config['n_heads'] * config['n_kv_heads']
+    out = {'tok_embeddings.weight': sd['wte.weight'], 'norm.weight': sd['ln_f.weight']}
+    if not config['tied']:
+        out['output.weight'] = sd['lm_head.weight']
+    for i in range(config['n_layers']):
+        q, k, v = sd[f'h.{i}.attn.c_attn.weight'].split([d, kv, kv])
+        w1, w3 = sd[f'h.{i}.mlp.c_fc.weight'].split([h, h])
+        for kind, t in (('attention_norm', sd[f'h.{i}.ln_1.weight']), ('attention.wq', q), ('attention.wk', k),
+                        ('attention.wv', v), ('attention.wo', sd[f'h.{i}.attn.c_proj.weight']),
+                        ('ffn_norm', sd[f'h.{i}.ln_2.weight']), ('feed_forward.w1', w1),
+                        ('feed_forward.w2', sd[f'h.{i}.mlp.c_proj.weight']), ('feed_forward.w3', w3)):
+            out[f'layers.{i}.{kind}.weight'] = t.float().contiguous()
+    return out

@@ -191,15 +191,23 @@ class Llama2cTokenizer:
 
     def encode(self, text):
         """The ids of text as run.c encodes a prompt, without BOS: the dummy space, then BPE."""
-        if not text:
+        return self.encode_next(' ' + text) if text else []
+
+    def encode_next(self, text):
+        """The ids of text that continues text already encoded: no dummy space (a probe's
+        candidate after its prompt)."""
+        data = text.encode('utf-8')
+        if not data:
             return []
-        data = b' ' + text.encode('utf-8')
         if not self.cuttable:
             return self._merge(self._initial_ids(data))
         out = []
         for segment in _CUT.split(data):
             out.extend(self._encode_segment(segment))
         return out
+
+    def encode_batch(self, texts):
+        return [self.encode(t) for t in texts]
 
     # -- decoding
 

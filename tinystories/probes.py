@@ -563,14 +563,13 @@ def run_probes(model, enc, items, norm='token', batch_size=32):
     log-likelihood. Returns the report dict (per category and overall)."""
     if norm not in ('token', 'byte', 'none'):
         raise SystemExit(f"error: --probe_norm={norm!r}: use token, byte or none")
-    eot = enc.eot_token
     pairs, where = [], []
     for k, it in enumerate(items):
-        # stories were joined by EOT in training, so EOT is how the model knows a story starts
-        ctx = [eot] + enc.encode_ordinary(it['prompt'])
+        # stories were joined by start tokens in training: it is how the model knows a story starts
+        ctx = [enc.start_token] + enc.encode(it['prompt'])
         for cand in [it['answer']] + list(it['distractors']):
             text = continuation(it['prompt'], cand)
-            pairs.append((ctx, enc.encode_ordinary(text)))
+            pairs.append((ctx, enc.encode_next(text)))
             where.append((k, text))
     per_item = [[] for _ in items]
     for (k, text), (lp, n) in zip(where, candidate_logprobs(model, pairs, batch_size)):
@@ -701,9 +700,9 @@ def run_words(model, enc, path, template, max_new_tokens, temperature, seed, bat
     for n, it in enumerate(items, 1):
         if not isinstance(it, dict) or not isinstance(it.get('words'), list) or not it['words']:
             raise SystemExit(f"error: {path} item {n}: needs a non-empty \"words\" list")
-    prompts = [[enc.eot_token] + enc.encode_ordinary(template.format(words=', '.join(it['words'])))
+    prompts = [[enc.start_token] + enc.encode(template.format(words=', '.join(it['words'])))
                for it in items]
-    outs = complete(model, prompts, max_new_tokens, enc.eot_token, temperature, 0, seed, batch_size,
+    outs = complete(model, prompts, max_new_tokens, enc.stop_token, temperature, 0, seed, batch_size,
                     desc='instruct stories')
     rows = []
     for n, (it, out) in enumerate(zip(items, outs), 1):

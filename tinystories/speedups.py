@@ -184,8 +184,9 @@ class KVCache:
     all sit at the same position), or one token per row, each at its own position `pos` (B,)."""
 
     def __init__(self, config, batch_size, max_len, device, dtype):
-        shape = (config.n_layer, batch_size, config.n_head, max_len, config.n_embd // config.n_head)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)  # (L, B, nh, max_len, hs)
+        # only the key/value heads are kept (fewer than the query heads under grouped-query attention)
+        shape = (config.n_layer, batch_size, config.kv_heads, max_len, config.n_embd // config.n_head)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)  # (L, B, n_kv, max_len, hs)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.rows = torch.arange(batch_size, device=device)
         self.len = 0  # contiguous: positions filled (GPT.forward advances it); per row: keys seen
@@ -197,9 +198,9 @@ class KVCache:
             self.v[layer, :, :, self.len:end] = v
         else:  # row b's one new token goes to position pos[b]
             end = self.len
-            self.k[layer, self.rows, :, pos] = k[:, :, 0]                     # (B, nh, hs)
+            self.k[layer, self.rows, :, pos] = k[:, :, 0]                     # (B, n_kv, hs)
             self.v[layer, self.rows, :, pos] = v[:, :, 0]
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]          # (B, nh, end, hs)
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]          # (B, n_kv, end, hs)
 
 
 def decoding_model(model):

@@ -7,8 +7,11 @@ The tokenizer interface: what a stage may ask of a model's tokenizer, whichever 
     text = tok.decode(ids)                            # the start and stop tokens decode to nothing
 
 Every kind has:
-- encode(text) -> [int]: the ids of text, no start or stop token;
+- encode(text) -> [int]: the ids of text, no start or stop token; encode_batch(texts) -> [[int]];
+  encode_next(text): the ids of text that continues earlier text (llama2.c's encode puts a space
+  before a text; this does not);
 - decode(ids) -> str: the text; start and stop tokens left out; decode([start] + encode(t)) == t;
+  decode_bytes(ids) -> bytes: the same before UTF-8 decoding (a token may end inside a character);
 - start_token: the id before every story (in prompts and between stories in bins);
 - stop_token: the id that ends a story when generating (for our BPE the same EOT as start_token;
   for llama2.c's models BOS: its data has BOS before each story and no EOS, and run.c stops there);
@@ -40,9 +43,16 @@ class TiktokenTokenizer:
     def encode(self, text):
         return self.encoding.encode_ordinary(text)
 
+    encode_next = encode  # our BPE encodes a text the same wherever it stands
+
+    def encode_batch(self, texts):
+        return self.encoding.encode_ordinary_batch(texts)  # tiktoken's threads
+
+    def decode_bytes(self, ids):
+        return self.encoding.decode_bytes([t for t in ids if t != self.start_token])
+
     def decode(self, ids):
-        ids = [t for t in ids if t != self.start_token]
-        return self.encoding.decode_bytes(ids).decode('utf-8', errors='replace')
+        return self.decode_bytes(ids).decode('utf-8', errors='replace')
 
     def record(self):
         return dict(self._record, kind=self.kind, start_token=self.start_token, stop_token=self.stop_token)
