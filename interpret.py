@@ -59,9 +59,9 @@ semantic_threshold = 0.53  # fixed per-token affinities explain this share of it
 sink_threshold = 0.5       # this much attention on the first token: first-token head
 uniform_threshold = 0.9    # the map shares this much mass with plain averaging: uniform head (0-1;
                            # planted structured heads share 0.06-0.17, untrained heads 0.99)
-calibrate = False          # also: the scores of planted heads and of this model's
-                           # heads over num_stories stories, each head's label on each, and the
-                           # thresholds they suggest (interpret/calibration.json; docs/instruments.md)
+calibrate = False          # also: planted heads' and this model's heads' scores over num_stories
+                           # stories, each head's label on each, and the thresholds they suggest
+                           # (interpret/calibration.json; docs/instruments.md)
 batch_size = 16
 seed = 1337
 device = 'auto'            # auto (cuda if there is one, else cpu), cpu, cuda, cuda:1, mps
@@ -204,11 +204,11 @@ def planted_heads(tokens, seed=0):
         ('one token id', 'semantic', lambda q: on_ids(q, {common[0]})),
         ('a rarer token id', 'semantic', lambda q: on_ids(q, {common[min(5, len(common) - 1)]})),
         ('two token ids', 'semantic', lambda q: on_ids(q, set(common[1:3]))),
-        ('first token', 'first-token', lambda q: at(q, []) + torch.eye(q + 1)[0] * 0.8 + 0.2 / (q + 1)),
+        ('first token', 'first-token', lambda q: torch.eye(q + 1)[0] * 0.8 + 0.2 / (q + 1)),
         ('uniform', 'uniform', lambda q: torch.ones(q + 1)),
         # controls: structured, but by neither explanation (three random keys per query, and
         # random weights): what the in-sample fits make of noise
-        ('scattered', 'mixed', lambda q: at(q, scatter[q]) + (q < 2)),
+        ('scattered', 'mixed', lambda q: at(q, scatter[q])),
         ('random weights', 'mixed', lambda q: torch.rand(q + 1, generator=g) ** 4),
     ]
     return (torch.stack([rows(f) for _, _, f in heads]), [n for n, _, _ in heads], [lab for _, lab, _ in heads])
@@ -269,6 +269,8 @@ def calibration(model, seqs, thresholds, seed=0):
     each story: the record docs/instruments.md reports, for the model the thresholds were chosen
     on and for another one."""
     c = calibration_scores(model, seqs, seed)
+    if not c['model']:
+        raise SystemExit("error: --calibrate needs stories of at least 8 tokens (--data_dir)")
     mean = lambda xs: float(np.mean(xs))
     planted = {n: {k: mean(v) for k, v in d.items()} | {'expected': lab} for (n, lab), d in c['planted'].items()}
     # the extremes over stories, not the means: a planted head must get its label on every story
@@ -284,15 +286,16 @@ def calibration(model, seqs, thresholds, seed=0):
                       'label': label, 'label_share': round(n / len(per_story), 3),
                       'labels': dict(counts)})
     suggested = {}
-    for score, label in (('distance', 'distance'), ('semantic', 'semantic')):
-        pos = [worst[n]['min'][score] for n, p in planted.items() if p['expected'] == label]
-        neg = [worst[n]['max'][score] for n, p in planted.items() if p['expected'] != label]
+    for score in ('distance', 'semantic'):  # each score's own label
+        pos = [worst[n]['min'][score] for n, p in planted.items() if p['expected'] == score]
+        neg = [worst[n]['max'][score] for n, p in planted.items() if p['expected'] != score]
         if score == 'semantic':  # no map scores semantic by its ids more than with them shuffled
             neg += [h['semantic_shuffled'] for h in heads if h['uniform_fit'] < thresholds[3]]
         t, bracket = choose_threshold(pos, neg, [h[score] for h in heads])
         suggested[score] = {'threshold': None if t is None else round(t, 3),
                             'bracket': [round(b, 3) for b in bracket]}
-    return {'stories': len(seqs), 'thresholds': dict(zip(('distance', 'semantic', 'sink', 'uniform'), thresholds)),
+    stories = len(next(iter(c['model'].values()))['sink'])
+    return {'stories': stories, 'thresholds': dict(zip(('distance', 'semantic', 'sink', 'uniform'), thresholds)),
             'suggested': suggested, 'planted': planted, 'heads': heads}
 
 

@@ -242,7 +242,7 @@ def report(tmp_path_factory):
     write_dataset(data, [f"Lily had a ball {i}. {EVIL}" for i in range(12)])
     r = subprocess.run([sys.executable, os.path.join(ROOT, 'interpret.py'), f'--out_dir={out}',
                         f'--data_dir={data}', f'--story=Once upon a time. {EVIL}', '--neurons=3',
-                        '--top=2'], capture_output=True, text=True, cwd=ROOT, timeout=120)
+                        '--top=2', '--calibrate=True'], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 0, r.stderr
     return os.path.join(out, 'interpret')
 
@@ -254,6 +254,10 @@ def test_report_files_and_escaping(report):
         summary = json.load(f)
     assert len(summary['heads']) == 4 and len(summary['neurons']) == 2 * 3
     assert sum(summary['labels'].values()) == 4
+    with open(os.path.join(report, 'calibration.json')) as f:  # --calibrate, on the 12 stories
+        calibration = json.load(f)
+    assert calibration['stories'] == 12 and len(calibration['heads']) == 4
+    assert set(calibration['suggested']) == {'distance', 'semantic'}
     page = open(os.path.join(report, 'report.html'), encoding='utf-8').read()
     assert '<script' not in page and '<img src=x' not in page
     assert '&lt;script&gt;' in page
