@@ -17,9 +17,11 @@ departs from plain averaging of its context:
   uniform      its map is plain averaging of its context (it shares at least 0.9 of its mass
                with it): what an untrained head does;
   mixed        structured, but neither explanation accounts for much of it.
-The thresholds (0.15 of the departure explained) were checked on real maps: on a 1-layer,
-16-head model trained on TinyStories text, the heads they label are the ones whose heatmaps show
-a clear band or clear stripes, and the ones left mixed look diffuse (docs/study.md).
+The thresholds (0.74 of the departure explained for distance, 0.53 for semantic) were chosen by
+--calibrate on planted heads and one trained model, and then reported on another trained model
+(docs/instruments.md): every planted head gets its label, but the small CPU-trained models' heads
+fall on a continuum below them, so the labels say little about such models (most read mixed). A
+semantic head's most attended tokens are listed, so a reader sees whether they are content words.
 The paper found, in a 1-layer 16-head model, about 7 distance heads and 3 semantic heads.
 
 MLP neurons: for the chosen layers, the tokens (in their context) that activate each neuron
@@ -30,6 +32,7 @@ Writes out_dir/interpret/: report.html (one self-contained file, the heatmaps in
 text escaped), attention_layer<i>.png, summary.json.
 """
 import base64
+import collections
 import html
 import io
 import json
@@ -51,13 +54,16 @@ layers = Key([-1], "MLP layers to look at (-1: all)", min=-1)
 neurons = Key(12, "neurons shown per layer: the most selective ones", min=1)
 top = Key(6, "top-activating contexts shown per neuron", min=1)
 context = Key(12, "tokens of context shown before each top token (3 after)", min=0)
-distance_threshold = Key(0.15, "a head is positional when a fixed offset profile explains its map this much "
-                               "better than uniform", above=0, max=1)
-semantic_threshold = Key(0.15, "a head is semantic when fixed per-token affinities explain its map this much "
-                               "better than uniform", above=0, max=1)
+distance_threshold = Key(0.74, "a head is positional when a fixed offset profile explains this share of its "
+                               "map's departure from uniform (chosen by --calibrate: docs/instruments.md)",
+                         above=0, max=1)
+semantic_threshold = Key(0.53, "a head is semantic when fixed per-token affinities explain this share of it "
+                               "(chosen the same way)", above=0, max=1)
 sink_threshold = Key(0.5, "this much attention on the first token makes a first-token head", above=0, max=1)
 uniform_threshold = Key(0.9, "a head is uniform when its map shares this much mass with plain averaging "
-                             "(planted structured heads share 0.06-0.17, untrained heads 0.99)", above=0, max=1)
+                             "(untrained heads share 0.99)", above=0, max=1)
+calibrate = Key(False, "also score planted heads and this model's heads over num_stories stories, and "
+                       "suggest thresholds (interpret/calibration.json; docs/instruments.md)")
 batch_size = Key(16, "sequences per forward pass", min=1)
 seed = Key(1337, "seeds the choice of stories")
 device = Key('auto', "auto (a GPU if there is one), cpu, cuda, cuda:1, mps")
@@ -131,13 +137,17 @@ def head_scores(att, tokens):
     uniform_fit = overlap(P, U).mean(dim=1)
     offset_fit = overlap(P, pred_off).mean(dim=1)
     token_fit = overlap(P, pred_tok).mean(dim=1)
-    room = (1 - uniform_fit).clamp(min=1e-6)  # how far the head is from plain averaging
+    room = 1 - uniform_fit  # how far the head is from plain averaging
+    flat = room < 1e-3      # (nothing to explain: both shares 0, not noise over nothing)
+    room = room.clamp(min=1e-3)
+    share = lambda fit: torch.where(flat, 0.0, (fit - uniform_fit) / room)
     return {'sink': sink, 'offsets': offsets, 'token_mass': token_mass, 'baseline': baseline,
             'uniform_fit': uniform_fit, 'offset_fit': offset_fit, 'token_fit': token_fit,
-            'distance': (offset_fit - uniform_fit) / room, 'semantic': (token_fit - uniform_fit) / room}
+            'distance': share(offset_fit), 'semantic': share(token_fit)}
 
 
-def label_heads(scores, distance_min=0.15, semantic_min=0.15, sink_min=0.5, uniform_min=0.9):
+def label_heads(scores, distance_min=distance_threshold, semantic_min=semantic_threshold,
+                sink_min=sink_threshold, uniform_min=uniform_threshold):
     """A label per head from head_scores(): first-token when the sink holds sink_min of its
     attention; uniform when its map shares uniform_min of its mass with plain averaging; else
     distance or semantic, whichever explanation beats uniform attention by more, if it does by
@@ -160,15 +170,154 @@ def label_heads(scores, distance_min=0.15, semantic_min=0.15, sink_min=0.5, unif
     return labels
 
 
-def describe_heads(maps, tokens, token_text, thresholds):
-    """One record per (layer, head): its label and the numbers behind it, readable."""
+# ----------------------------------------------------------------------------- choosing the thresholds
+def planted_heads(tokens, seed=0):
+    """Attention maps with known labels on a real token sequence (tokens[0] the EOT): the
+    explanations the labels stand for, planted, and two controls. Returns (att (H, T, T), names,
+    the label each should get). Rows with nothing to attend to yet attend uniformly."""
+    T = len(tokens)
+    g = torch.Generator().manual_seed(seed)
+    ids = tokens.long().tolist()
+    later = collections.Counter(ids[1:])
+    common = sorted(later, key=lambda t: (-later[t], t))  # the most frequent token ids first
+
+    def rows(weights_of_row):
+        att = torch.zeros(T, T)
+        for q in range(T):
+            w = torch.as_tensor(weights_of_row(q), dtype=torch.float32)[:q + 1]
+            att[q, :q + 1] = w / w.sum() if w.sum() > 0 else torch.full((q + 1,), 1.0 / (q + 1))
+        return att
+
+    def at(q, ks):
+        w = torch.zeros(q + 1)
+        for k in ks:
+            if 1 <= k <= q:
+                w[k] += 1
+        return w
+
+    def on_ids(q, wanted):  # 0.9 on the wanted ids wherever they are, 0.1 spread evenly
+        w = torch.tensor([float(t in wanted) for t in ids[:q + 1]])
+        return 0.9 * w / w.sum() + 0.1 / (q + 1) if w.sum() else w
+
+    scatter = [torch.randint(0, q + 1, (3,), generator=g).tolist() for q in range(T)]
+    heads = [  # name, label, row q's weights
+        ('previous token', 'distance', lambda q: at(q, [q - 1])),
+        ('offset 3', 'distance', lambda q: at(q, [q - 3])),
+        ('offsets 1-4 decaying', 'distance', lambda q: at(q, [q - 1] * 8 + [q - 2] * 4 + [q - 3] * 2 + [q - 4])),
+        ('one token id', 'semantic', lambda q: on_ids(q, {common[0]})),
+        ('a rarer token id', 'semantic', lambda q: on_ids(q, {common[min(5, len(common) - 1)]})),
+        ('two token ids', 'semantic', lambda q: on_ids(q, set(common[1:3]))),
+        ('first token', 'first-token', lambda q: torch.eye(q + 1)[0] * 0.8 + 0.2 / (q + 1)),
+        ('uniform', 'uniform', lambda q: torch.ones(q + 1)),
+        # controls: structured, but by neither explanation (three random keys per query, and
+        # random weights): what the in-sample fits make of noise
+        ('scattered', 'mixed', lambda q: at(q, scatter[q])),
+        ('random weights', 'mixed', lambda q: torch.rand(q + 1, generator=g) ** 4),
+    ]
+    return (torch.stack([rows(f) for _, _, f in heads]), [n for n, _, _ in heads], [lab for _, lab, _ in heads])
+
+
+def choose_threshold(positives, negatives, trained):
+    """A threshold on one score (distance or semantic): above every planted head that must not
+    get the label (negatives), at most every planted head that must (positives), and inside that
+    bracket at the middle of the widest gap between the trained model's heads' scores, so that no
+    head of the model sits at the edge, its label flipping with the story. Returns (threshold,
+    (low, high) the bracket); None when the planted heads leave no bracket."""
+    low, high = max(negatives), min(positives)
+    if low >= high:
+        return None, (low, high)
+    edges = sorted([low, high] + [x for x in trained if low < x < high])
+    gap, i = max((edges[j + 1] - edges[j], j) for j in range(len(edges) - 1))
+    return (edges[i] + edges[i + 1]) / 2, (low, high)
+
+
+@torch.no_grad()
+def calibration_scores(model, seqs, seed=0):
+    """Each head's distance, semantic and uniform fit on every story of seqs, for the model's
+    heads, for planted_heads() on the same stories, and for the model's heads with the story's
+    token ids shuffled (the semantic score of a map whose token ids mean nothing: the in-sample
+    fit's floor). Returns {'model': {(layer, head): {score: [per story]}}, 'planted': {(name,
+    label): ...}, 'shuffled': {(layer, head): [semantic per story]}}."""
+    g = torch.Generator().manual_seed(seed)
+    out = {'model': collections.defaultdict(lambda: collections.defaultdict(list)),
+           'planted': collections.defaultdict(lambda: collections.defaultdict(list)),
+           'shuffled': collections.defaultdict(list)}
+    dev = model.wte.weight.device
+    keys = ('distance', 'semantic', 'uniform_fit', 'sink')
+    for i, seq in enumerate(seqs):
+        if len(seq) < 8:
+            continue
+        tokens = torch.tensor(seq)
+        shuffled = torch.cat([tokens[:1], tokens[1:][torch.randperm(len(seq) - 1, generator=g)]])
+        for layer, att in enumerate(model.attention_maps(tokens[None].to(dev))):
+            att = att[0].float().cpu()
+            s = head_scores(att, tokens)
+            for h in range(att.size(0)):
+                for k in keys:
+                    out['model'][layer, h][k].append(float(s[k][h]))
+            out_shuffled = head_scores(att, shuffled)['semantic']
+            for h in range(att.size(0)):
+                out['shuffled'][layer, h].append(float(out_shuffled[h]))
+        att, names, labels = planted_heads(tokens, seed=seed + i)
+        s = head_scores(att, tokens)
+        for h, key in enumerate(zip(names, labels)):
+            for k in keys:
+                out['planted'][key][k].append(float(s[k][h]))
+    return out
+
+
+def calibration(model, seqs, thresholds, seed=0):
+    """The thresholds that planted heads and this model's heads suggest (choose_threshold), and
+    every head's scores (mean over the stories) with the label the given thresholds give it on
+    each story: the record docs/instruments.md reports, for the model the thresholds were chosen
+    on and for another one."""
+    c = calibration_scores(model, seqs, seed)
+    if not c['model']:
+        raise SystemExit("error: --calibrate needs stories of at least 8 tokens (--data_dir)")
+    mean = lambda xs: float(np.mean(xs))
+    planted = {n: {k: mean(v) for k, v in d.items()} | {'expected': lab} for (n, lab), d in c['planted'].items()}
+    # the extremes over stories, not the means: a planted head must get its label on every story
+    worst = {n: {'min': {k: min(v) for k, v in d.items()}, 'max': {k: max(v) for k, v in d.items()}}
+             for (n, lab), d in c['planted'].items()}
+    heads = []
+    for (layer, h), d in sorted(c['model'].items()):
+        per_story = label_heads({k: torch.tensor(v) for k, v in d.items()}, *thresholds)
+        counts = collections.Counter(per_story)
+        label, n = counts.most_common(1)[0]
+        heads.append({'layer': layer, 'head': h, **{k: round(mean(v), 3) for k, v in d.items()},
+                      'semantic_shuffled': round(mean(c['shuffled'][layer, h]), 3),
+                      'label': label, 'label_share': round(n / len(per_story), 3),
+                      'labels': dict(counts)})
+    suggested = {}
+    for score in ('distance', 'semantic'):  # each score's own label
+        pos = [worst[n]['min'][score] for n, p in planted.items() if p['expected'] == score]
+        neg = [worst[n]['max'][score] for n, p in planted.items() if p['expected'] != score]
+        if score == 'semantic':  # no map scores semantic by its ids more than with them shuffled
+            neg += [h['semantic_shuffled'] for h in heads if h['uniform_fit'] < thresholds[3]]
+        t, bracket = choose_threshold(pos, neg, [h[score] for h in heads])
+        suggested[score] = {'threshold': None if t is None else round(t, 3),
+                            'bracket': [round(b, 3) for b in bracket]}
+    stories = len(next(iter(c['model'].values()))['sink'])
+    return {'stories': stories, 'thresholds': dict(zip(('distance', 'semantic', 'sink', 'uniform'), thresholds)),
+            'suggested': suggested, 'planted': planted, 'heads': heads}
+
+
+def describe_heads(maps, tokens, token_text, thresholds, attended=12):
+    """One record per (layer, head): its label and the numbers behind it, readable; a semantic
+    head also lists the `attended` tokens with most of its attention (share, share under uniform
+    attention), so a reader sees whether they are content words or punctuation."""
     heads = []
     for layer, att in enumerate(maps):
         s = head_scores(att, tokens)
         labels = label_heads(s, *thresholds)
         for h, lab in enumerate(labels):
             offs = s['offsets'][h].topk(min(3, s['offsets'].size(1)))
-            toks = s['token_mass'][h].topk(min(3, s['token_mass'].size(1)))
+
+            def top_tokens(n):
+                toks = s['token_mass'][h].topk(min(n, int((s['token_mass'][h] > 0).sum()) or 1))
+                return [[token_text(int(t)), round(float(v), 3), round(float(s['baseline'][h, t]), 3)]
+                        for v, t in zip(toks.values, toks.indices)]
+            extra = {'attended_tokens': top_tokens(attended)} if lab == 'semantic' else {}
             heads.append({
                 'layer': layer, 'head': h, 'label': lab,
                 'sink': round(float(s['sink'][h]), 3),
@@ -176,8 +325,7 @@ def describe_heads(maps, tokens, token_text, thresholds):
                 'semantic': round(float(s['semantic'][h]), 3),
                 'uniform_fit': round(float(s['uniform_fit'][h]), 3),
                 'top_offsets': [[int(d), round(float(v), 3)] for v, d in zip(offs.values, offs.indices)],
-                'top_tokens': [[token_text(int(t)), round(float(v), 3), round(float(s['baseline'][h, t]), 3)]
-                               for v, t in zip(toks.values, toks.indices)],
+                'top_tokens': top_tokens(3), **extra,
             })
     return heads
 
@@ -303,6 +451,18 @@ def write_report(path, meta, story_text, heads, images, neuron_sections):
                  f"<td><b>{h['label']}</b></td><td>{h['distance']:.2f}</td><td>{h['semantic']:.2f}</td>"
                  f"<td>{h['sink']:.2f}</td><td>{offs}</td><td>{toks}</td></tr>")
     p.append("</table>")
+    semantic = [h for h in heads if h['label'] == 'semantic']
+    if semantic:
+        p.append("<h3>What the semantic heads attend to</h3><p>Each semantic head's most attended "
+                 "tokens in the story: their share of its attention (beside it, under plain "
+                 "averaging). The paper's semantic heads attended to objects and characters; "
+                 "punctuation and function words here mean the head is not semantic in its sense.</p>"
+                 "<table id='attended'><tr><th>layer</th><th>head</th><th>semantic</th><th>tokens (share / uniform)</th></tr>")
+        for h in semantic:
+            toks = ', '.join(f"<code>{html.escape(repr(t))}</code> {v:.2f} / {b:.2f}" for t, v, b in h['attended_tokens'])
+            p.append(f"<tr class='attended'><td>{h['layer']}</td><td>{h['head']}</td>"
+                     f"<td>{h['semantic']:.2f}</td><td>{toks}</td></tr>")
+        p.append("</table>")
     for layer, png in enumerate(images):
         p.append(f"<h3>Layer {layer}</h3><img alt='attention of layer {layer}' "
                  f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
@@ -393,6 +553,27 @@ def sample_sequences(data, enc, info, block_size, n, rng):
     return [[enc.start_token] + stories[i][:block_size - 1].tolist() for i in picks]
 
 
+def write_calibration(report_dir, model, seqs, thresholds):
+    """calibration(), printed as a table and written to report_dir/calibration.json."""
+    c = calibration(model, seqs, thresholds, seed)
+    atomic_write(os.path.join(report_dir, 'calibration.json'), json.dumps(c, indent=1) + '\n')
+    print(f"calibration over {c['stories']} stories, labels by distance {thresholds[0]}, semantic "
+          f"{thresholds[1]}, sink {thresholds[2]}, uniform {thresholds[3]}")
+    print(f"{'planted head':22s} {'expected':11s} distance semantic uniform_fit sink")
+    for name, p in c['planted'].items():
+        print(f"{name:22s} {p['expected']:11s} {p['distance']:8.3f} {p['semantic']:8.3f} "
+              f"{p['uniform_fit']:11.3f} {p['sink']:4.2f}")
+    print(f"{'head':8s} {'label':11s} share distance semantic (ids shuffled) uniform_fit sink")
+    for h in c['heads']:
+        print(f"{h['layer']:2d} {h['head']:2d}    {h['label']:11s} {h['label_share']:5.2f} {h['distance']:8.3f} "
+              f"{h['semantic']:8.3f} {h['semantic_shuffled']:14.3f} {h['uniform_fit']:11.3f} {h['sink']:4.2f}")
+    print("labels: " + ', '.join(f"{v} {k}" for k, v in collections.Counter(h['label'] for h in c['heads']).items()))
+    for score, sug in c['suggested'].items():
+        print(f"suggested {score}_threshold: {sug['threshold']} (planted heads allow {sug['bracket'][0]} "
+              f"to {sug['bracket'][1]})")
+    print(f"wrote {report_dir}/calibration.json")
+
+
 def main():
     from tinystories.dirlock import lock_dir
     from tinystories.checkpoint import load_run
@@ -441,6 +622,8 @@ def main():
         print("interpret: no dataset (--data_dir, or the checkpoint's): neurons from the story alone",
               file=sys.stderr)
         seqs = [ids]
+    if calibrate:  # the same stories
+        write_calibration(report_dir, model, seqs, thresholds)
     acts = neuron_activations(model, seqs, layer_ids, batch_size)
     starts = np.concatenate([[0], np.cumsum([len(s) for s in seqs])])
     is_eot = np.concatenate([np.isin(s, list(marks)) for s in seqs])
@@ -464,7 +647,7 @@ def main():
     for h in heads:
         print(f"  layer {h['layer']} head {h['head']}: {h['label']:11s} distance {h['distance']:.2f} "
               f"semantic {h['semantic']:.2f} sink {h['sink']:.2f}  offsets {h['top_offsets'][:2]} "
-              f"tokens {[t for t, _, _ in h['top_tokens']]}")
+              f"tokens {[t for t, _, _ in h.get('attended_tokens', h['top_tokens'])]}")
     print(f"neurons: {len(neuron_records)} shown from layers {layer_ids} over {len(seqs)} stories")
     print(f"wrote {report_dir}/: report.html, summary.json, " +
           ', '.join(f'attention_layer{l}.png' for l in range(cfg.n_layer)))

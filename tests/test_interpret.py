@@ -1,5 +1,6 @@
 """interpret.py: the head classifier on synthetic attention with known answers, the neuron ranking
 on a tiny model with planted neurons, and the report rendered in headless Chromium."""
+import html
 import json
 import os
 import re
@@ -12,7 +13,9 @@ import pytest
 import torch
 
 from helpers import byte_tokenizer_record, python_env, write_tiny_checkpoint
-from interpret import head_scores, label_heads, neuron_activations, rank_neurons
+import interpret
+from interpret import (calibration, choose_threshold, describe_heads, head_scores, label_heads,
+                       neuron_activations, planted_heads, rank_neurons, write_report)
 from model import GPT, GPTConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -86,6 +89,69 @@ def test_head_classifier_thresholds():
     s = head_scores(att, tokens)
     strict = dict(zip(names, label_heads(s, distance_min=1.01, semantic_min=2.0, sink_min=0.99, uniform_min=1.01)))
     assert set(strict.values()) == {'mixed'}
+
+
+def story_tokens(n, seed=0):
+    """n byte-tokenised stories, each starting with the EOT (256)."""
+    from helpers import tiny_stories
+    return [torch.tensor([256] + list(t.encode()[:120])) for t in tiny_stories(n, seed=seed)]
+
+
+def test_planted_heads_get_their_labels_with_the_chosen_thresholds():
+    """The thresholds in interpret.py's keys (chosen in docs/instruments.md) label every planted
+    head as planted, on stories the thresholds were not chosen on."""
+    thresholds = (interpret.distance_threshold, interpret.semantic_threshold,
+                  interpret.sink_threshold, interpret.uniform_threshold)
+    for i, tokens in enumerate(story_tokens(4, seed=5)):
+        att, names, expected = planted_heads(tokens, seed=i)
+        got = label_heads(head_scores(att, tokens), *thresholds)
+        assert dict(zip(names, got)) == dict(zip(names, expected))
+
+
+def test_choose_threshold_plain_numbers():
+    # planted: positives at least 0.8, negatives at most 0.2; the model's heads leave 0.3-0.7 empty
+    t, bracket = choose_threshold([0.9, 0.8], [0.1, 0.2], [0.05, 0.25, 0.3, 0.7, 0.95])
+    assert bracket == (0.2, 0.8) and t == pytest.approx(0.5)
+    assert choose_threshold([0.3], [0.4], [0.35]) == (None, (0.4, 0.3))  # planted heads overlap
+
+
+def test_calibration_on_a_model():
+    """calibration() scores planted heads and the model's heads on the same stories; an untrained
+    model's heads read uniform on every story, and the planted heads leave a bracket."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=257, block_size=128, n_layer=1, n_head=2, n_embd=32)).eval()
+    c = calibration(model, [t.tolist() for t in story_tokens(3)], (0.5, 0.5, 0.5, 0.9))
+    assert c['stories'] == 3 and len(c['heads']) == 2
+    assert all(h['label'] == 'uniform' and h['label_share'] == 1.0 for h in c['heads'])
+    assert {p['expected'] for p in c['planted'].values()} >= {'distance', 'semantic', 'uniform', 'mixed'}
+    for score in ('distance', 'semantic'):
+        low, high = c['suggested'][score]['bracket']
+        assert low < c['suggested'][score]['threshold'] <= high
+
+
+def test_report_lists_what_semantic_heads_attend_to(tmp_path):
+    """Each semantic head's most attended tokens are in the report (escaped) and in its record."""
+    text = 'Lily saw <b>Max</b>. Max ran to Lily. Then Max and Lily went home. Max was happy.'
+    tokens = torch.tensor([256] + list(text.encode()))
+    att, names, expected = planted_heads(tokens)
+    token_text = lambda t: '<EOT>' if t == 256 else '<sp>' if t == 32 else chr(t)  # markup to escape
+    heads = describe_heads([att], tokens, token_text, (0.5, 0.5, 0.5, 0.9), attended=5)
+    semantic = [h for h in heads if h['label'] == 'semantic']
+    assert [names[h['head']] for h in semantic] == [n for n, e in zip(names, expected) if e == 'semantic']
+    assert all('attended_tokens' not in h for h in heads if h['label'] != 'semantic')
+    for h in semantic:
+        shares = [v for _, v, _ in h['attended_tokens']]
+        assert len(shares) == 5 and shares == sorted(shares, reverse=True)
+    meta = {'out_dir': 'run<x>', 'n_layer': 1, 'n_head': len(names), 'n_embd': 8, 'params': 1,
+            'iter': 0, 'story_tokens': len(tokens)}
+    write_report(str(tmp_path / 'report.html'), meta, text, heads, [], [])
+    page = (tmp_path / 'report.html').read_text()
+    table = page.split("<table id='attended'>")[1].split('</table>')[0]
+    assert table.count("<tr class='attended'>") == len(semantic)
+    for h in semantic:
+        for t, v, b in h['attended_tokens']:
+            assert f"<code>{html.escape(repr(t))}</code> {v:.2f} / {b:.2f}" in table
+    assert '&lt;sp&gt;' in table and '<sp>' not in page and '<b>Max' not in page
 
 
 def planted_model():
@@ -178,7 +244,7 @@ def report(tmp_path_factory):
     write_dataset(data, [f"Lily had a ball {i}. {EVIL}" for i in range(12)])
     r = subprocess.run([sys.executable, os.path.join(ROOT, 'interpret.py'), f'--out_dir={out}',
                         f'--data_dir={data}', f'--story=Once upon a time. {EVIL}', '--neurons=3',
-                        '--top=2'], capture_output=True, text=True, cwd=ROOT, timeout=120)
+                        '--top=2', '--calibrate=True'], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 0, r.stderr
     return os.path.join(out, 'interpret')
 
@@ -190,6 +256,10 @@ def test_report_files_and_escaping(report):
         summary = json.load(f)
     assert len(summary['heads']) == 4 and len(summary['neurons']) == 2 * 3
     assert sum(summary['labels'].values()) == 4
+    with open(os.path.join(report, 'calibration.json')) as f:  # --calibrate, on the 12 stories
+        calibration = json.load(f)
+    assert calibration['stories'] == 12 and len(calibration['heads']) == 4
+    assert set(calibration['suggested']) == {'distance', 'semantic'}
     page = open(os.path.join(report, 'report.html'), encoding='utf-8').read()
     assert '<script' not in page and '<img src=x' not in page
     assert '&lt;script&gt;' in page
