@@ -420,8 +420,10 @@ def test_generate_data_refuses_mixed_settings_huge_requests_and_unwritable_shard
                         (['--backend=openai', '--model=m', '--yes'], "source='offline', not 'm'")):
         assert match in one_error_line(gen('--num_stories=30', *args))
     r = run_script('generate_data.py', f'--stories_dir={tmp_path / "llm"}', '--backend=openai',
-                   '--num_stories=10000000000', '--yes')
+                   '--num_stories=100000000', '--yes')
     assert 'at most 1,000,000 per run' in one_error_line(r)
+    r = run_script('generate_data.py', f'--stories_dir={tmp_path / "llm"}', '--num_stories=10000000000')
+    assert 'must be in [1, 100000000]' in one_error_line(r)  # more than 8-digit ids can name
     r = subprocess.run([PY, '-c', UNWRITABLE, 'generate_data.py', f'--stories_dir={d}', '--num_stories=30'],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     line = r.stderr.strip().splitlines()[-1]  # (after the progress line of the stories made)
@@ -429,8 +431,8 @@ def test_generate_data_refuses_mixed_settings_huge_requests_and_unwritable_shard
     assert f'cannot write {shard}' in line and 'kept' in line
     with open(shard, 'rb') as f:
         assert f.read() == before  # nothing lost, nothing added
-    # ten billion stories offline: it starts at once (no list of ten billion indices first)
-    p = subprocess.Popen([PY, 'generate_data.py', f'--stories_dir={d}', '--num_stories=10000000000'],
+    # a hundred million stories offline: it starts at once (no list of 10^8 indices first)
+    p = subprocess.Popen([PY, 'generate_data.py', f'--stories_dir={d}', '--num_stories=100000000'],
                          cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert p.stdout.readline().startswith('generate_data: 20 stories already in')
