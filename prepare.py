@@ -366,10 +366,16 @@ def clean_all(train_files, val_files, work, nproc):
 def clean_pass(paths, fixed, outs, seen, totals, chunks, nproc):
     """Clean files into `outs` (split `fixed`, or each story by its draw), counting as it goes."""
     rules = cleaning_rules()
-    jobs = ((b, fixed, rules) for p in paths for b in stories.read_blocks(p, block_bytes()))
+    read = collections.deque()  # each block's share of its file, in the order the results come back
+
+    def jobs():
+        for p in paths:
+            for b in stories.read_blocks(p, block_bytes()):
+                read.append(len(b[1]) if isinstance(b[1], bytes) else None)  # (parsed records: None)
+                yield b, fixed, rules
     bar = progress(total=sum(os.path.getsize(p) for p in paths), unit='B', unit_scale=True,
                    desc=f"clean {fixed or 'train+val'}")
-    for out, stats in parallel(clean_block, jobs, nproc):
+    for out, stats in parallel(clean_block, jobs(), nproc):
         train_texts = []
         for digest, draw, text, words in out:
             split = fixed or ('val' if draw < val_fraction else 'train')
@@ -387,7 +393,9 @@ def clean_pass(paths, fixed, outs, seen, totals, chunks, nproc):
         count_chunks(train_texts, *chunks)
         # a block's raw counts go to the split its file feeds (held out: to train)
         totals[fixed or 'train'].update(stats)
-        bar.update(stats['bytes in'])
+        size = read.popleft()  # the file's bytes behind this block (stories' own bytes for records)
+        bar.update(stats['bytes in'] if size is None else size)
+    bar.update(max(bar.total - bar.n, 0))  # whole files read (records' JSON punctuation included)
     bar.close()   # (not on an error: its last line would bury the message)
 
 

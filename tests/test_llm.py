@@ -206,3 +206,12 @@ def test_the_servers_reason_is_kept_beside_its_status_and_the_key_masked(tmp_pat
     assert '0123456789' not in json.dumps(report)
     long = type('E', (), {'response': type('R', (), {'text': json.dumps({'detail': 'x' * 500})})()})()
     assert llm_client.server_reason(long, settings) == 'x' * llm_client.REASON_CHARS + '...'
+
+
+def test_the_hub_token_is_hidden_in_part_too(monkeypatch):
+    """hub.py hides HF_TOKEN the same way llm_client hides the API key (secret.hide_secret)."""
+    from tinystories import hub
+    monkeypatch.setenv('HF_TOKEN', 'hf_abcdefSECRET123')
+    assert hub.mask('401: token hf_abcdefSECRET123 refused') == '401: token *** refused'
+    assert hub.mask('a token ending in SECRET123') == 'a token ending in ***'
+    assert hub.mask('nothing to hide, not even abc') == 'nothing to hide, not even abc'

@@ -135,7 +135,7 @@ def test_run_folder_with_other_settings_is_an_error(swept, data):
     (['--max_tokens=1000'], 'not both'),
     (['--n_layer=3'], 'unknown key --n_layer'),
     (['--widthz=3'], 'unknown key --widthz'),
-    (['--repeats=0'], 'must be 1 or more'),
+    (['--repeats=0'], 'must be at least 1'),
 ])
 def test_bad_grid_is_one_line_error_before_training(tmp_path, data, args, msg):
     sweep_dir = str(tmp_path / 'bad')

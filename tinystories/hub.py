@@ -24,6 +24,7 @@ import requests
 
 from tinystories.atomic_write import atomic_write
 from tinystories.dirlock import lock_dir
+from tinystories.secret import hide_secret
 from tinystories.tokenizer import EOT
 
 # what a model folder needs: its config, one weights file (the first of these that the repo has),
@@ -55,9 +56,8 @@ def _token():
 
 
 def mask(text):
-    """text with the token, wherever it appears, replaced by ***."""
-    token = _token()
-    return text.replace(token, '***') if token else text
+    """text with the token hidden, whole or any run of 6 or more of its characters (secret.py)."""
+    return hide_secret(text, _token())
 
 
 def fail(msg):

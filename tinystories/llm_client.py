@@ -8,6 +8,8 @@ import json
 import os
 import random
 
+from tinystories.secret import hide_secret
+
 PRICES = {  # USD per 1M (input, output) tokens, list prices; the Batch API charges half
     'gpt-4.1': (2.00, 8.00), 'gpt-4.1-mini': (0.40, 1.60), 'gpt-4.1-nano': (0.10, 0.40),
     'gpt-4o': (2.50, 10.00), 'gpt-4o-mini': (0.15, 0.60), 'gpt-3.5-turbo': (0.50, 1.50),
@@ -40,31 +42,10 @@ def estimate_cost(requests, model, batch=False, price=None, out_tokens_guess=Non
 
 
 # ----------------------------------------------------------------------------- the client
-KEY_RUN = 6   # this many of the key's characters in a row are masked wherever they appear
-
-
 def mask(text, settings):
-    """`text` with the API key hidden: the whole key becomes its first 3 characters and ***, and
-    so does any run of KEY_RUN or more of its characters in a row (a server may echo the key, or
-    only its end: "... ending in SECRET123")."""
-    key = os.environ.get(settings.get('api_key_env') or 'OPENAI_API_KEY', '')
-    text = str(text)
-    if len(key) >= 4:
-        text = text.replace(key, key[:3] + '***')
-    if len(key) < KEY_RUN:
-        return text
-    pieces = {key[i:i + KEY_RUN] for i in range(len(key) - KEY_RUN + 1)}
-    hidden = [False] * len(text)
-    for i in range(len(text) - KEY_RUN + 1):
-        if text[i:i + KEY_RUN] in pieces:
-            hidden[i:i + KEY_RUN] = [True] * KEY_RUN
-    out = []
-    for i, ch in enumerate(text):
-        if not hidden[i]:
-            out.append(ch)
-        elif i == 0 or not hidden[i - 1]:
-            out.append('***')
-    return ''.join(out)
+    """`text` with the API key hidden (secret.hide_secret: the whole key becomes its first 3
+    characters and ***, any run of 6 or more of its characters ***)."""
+    return hide_secret(text, os.environ.get(settings.get('api_key_env') or 'OPENAI_API_KEY', ''), keep=3)
 
 
 def make_client(settings, asynchronous):
