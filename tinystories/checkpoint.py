@@ -13,7 +13,7 @@ from model import GPT, GPTConfig
 from tinystories import llama2c
 from tinystories.hardware import pick_device
 from tinystories.llama2c_tokenizer import Llama2cTokenizer
-from tinystories.tokenizer_interface import TiktokenTokenizer, tokenizer_from_record
+from tinystories.tokenizer_interface import tokenizer_from_record
 
 
 # what every reader of a run's checkpoint relies on (train.py writes more: optimizer, rng, plan)
@@ -76,8 +76,7 @@ def load_run(out_dir, device='auto'):
     if out_dir.startswith('hf:') or (os.path.isfile(os.path.join(out_dir, 'config.json')) and
                                      not os.path.exists(os.path.join(out_dir, 'ckpt.pt'))):
         from tinystories.hf import load_hf
-        model, enc, info = load_hf(out_dir, device)
-        return model, TiktokenTokenizer(enc, info['tokenizer']), info
+        return load_hf(out_dir, device)
     if os.path.isfile(out_dir) and out_dir.endswith('.bin'):
         return load_llama2c(out_dir, device)
     model, ckpt = load_checkpoint(out_dir, device)

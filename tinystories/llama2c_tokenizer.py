@@ -297,7 +297,7 @@ def tokenizer_json(tok):
     }
 
 
-def from_tokenizer_json(tj, name='tokenizer', where='tokenizer.json'):
+def from_tokenizer_json(tj, name='tokenizer', where='tokenizer.json', stop_token=BOS):
     """A Llama2cTokenizer from a Llama tokenizer.json (a dict): BPE with byte fallback, <unk> <s>
     </s> and the 256 byte pieces first, a dummy '▁' in front. A piece's score is minus the rank of
     its best merge; pieces no merge makes get scores run.c never merges into."""
@@ -327,4 +327,4 @@ def from_tokenizer_json(tj, name='tokenizer', where='tokenizer.json'):
             fail(f"{where}: merge {rank} ({left!r}, {right!r}) makes no token of the vocabulary")
         if i >= BYTE_OFFSET + 256:
             scores[i] = max(scores[i], -float(rank))
-    return Llama2cTokenizer(tokenizer_bin(pieces, scores), name, where=where)
+    return Llama2cTokenizer(tokenizer_bin(pieces, scores), name, stop_token, where=where)
