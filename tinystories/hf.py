@@ -414,15 +414,19 @@ def is_neo(config):
     return config.window_size > 0 and config.n_layer > 1
 
 
+def llama_switches(config):
+    """The Llama-style switches a GPTConfig turns on (none: a GPT-2 or GPT-Neo)."""
+    return [k for k, v in (('norm', config.norm != 'layernorm'), ('rotary', config.rotary),
+                           ('activation', config.activation == 'swiglu'),
+                           ('n_kv_head', config.kv_heads != config.n_head),
+                           ('tie_embeddings', not config.tie_embeddings)) if v]
+
+
 def hf_config(config, eot):
-    """Our GPTConfig -> a transformers config.json (GPT-2, or GPT-Neo with local attention)."""
-    llama = [k for k, v in (('norm', config.norm != 'layernorm'), ('rotary', config.rotary),
-                            ('activation', config.activation == 'swiglu'),
-                            ('n_kv_head', config.kv_heads != config.n_head),
-                            ('tie_embeddings', not config.tie_embeddings)) if v]
-    if llama:
-        fail(f"a model with Llama-style {', '.join(llama)} is neither GPT-2 nor GPT-Neo: "
-             f"exporting it as a Hugging Face Llama is not written yet")
+    """Our GPTConfig -> a transformers config.json (GPT-2, or GPT-Neo with local attention); a
+    Llama-style one is export.py's (llama2c.hf_config)."""
+    if llama_switches(config):
+        fail(f"a model with Llama-style {', '.join(llama_switches(config))} is neither GPT-2 nor GPT-Neo")
     act = {'gelu': 'gelu', 'gelu_tanh': 'gelu_new'}[config.activation]
     common = dict(vocab_size=config.vocab_size, activation_function=act, layer_norm_epsilon=1e-5,
                   initializer_range=0.02, bos_token_id=eot, eos_token_id=eot,
