@@ -156,3 +156,46 @@ def test_what_a_llama_folder_cannot_be(folders, tmp_path):
     # prepare.py writes bins in tiktoken-style BPEs only: a Llama's tokenizer is refused in one line
     with pytest.raises(SystemExit, match=r'^error: .*byte fallback'):
         hf.load_tokenizer(src)
+
+
+def test_llama2c_files_on_the_hub(tmp_path, monkeypatch):
+    """llama2.c's published models (hub.LLAMA2C_MODELS) as hf:karpathy/tinyllamas/<file>, served
+    by the local hub with tiny stand-ins at the same paths: each loads with the tokenizer it
+    needs (the top tokenizer.bin, or tok{vocab}.bin beside it), once; errors are one line."""
+    from llama_reference import CONFIGS, random_weights
+    from tinystories import hub
+    from tinystories import llama2c as L
+    from tinystories.llama2c_tokenizer import special_pieces, write_tokenizer_bin
+    repo = tmp_path / 'tinyllamas'
+    (repo / 'stories260K').mkdir(parents=True)
+    for n, folder, tok_name in ((12, repo, 'tokenizer.bin'), (20, repo / 'stories260K', 'tok279.bin')):
+        pieces = special_pieces() + [bytes([97 + i % 26]) * (1 + i // 26) for i in range(n)]
+        write_tokenizer_bin(str(folder / tok_name), pieces, [0.0] * len(pieces))
+    paths = [loc.split('/', 2)[2] for loc in hub.LLAMA2C_MODELS]
+    for i, path in enumerate(paths):
+        c = dict(CONFIGS['gqa-untied'], vocab_size=279 if 'stories260K' in path else 271)
+        L.write_checkpoint(str(repo / path), random_weights(c, seed=i), c, version=0)
+    s = FakeHub()
+    s.add_model('karpathy/tinyllamas', str(repo))
+    monkeypatch.setenv('HF_ENDPOINT', s.url)
+    monkeypatch.setenv('TINYSTORIES_CACHE', str(tmp_path / 'cache'))
+    try:
+        for loc, path in zip(hub.LLAMA2C_MODELS, paths):
+            model, tok, info = load_run(f'hf:{loc}', 'cpu')
+            local, _, _ = load_run(str(repo / path), 'cpu')
+            assert info['kind'] == 'llama2c' and tok.vocab_size == model.config.vocab_size
+            assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), local.state_dict().values()))
+            assert info['report_dir'] == os.path.join('out', 'llama2c', os.path.basename(path)[:-4])
+        n = len(s.log)
+        load_run('hf:karpathy/tinyllamas/stories15M.bin', 'cpu')  # cached: no request
+        assert len(s.log) == n
+        os.remove(repo / 'tokenizer.bin')
+        s.add_model('karpathy/tinyllamas', str(repo), rev='v2')
+        for spec, words in (('hf:karpathy/tinyllamas/stories15M.bin@v2', 'has no tokenizer for stories15M.bin'),
+                            ('hf:karpathy/tinyllamas/none.bin', 'has no none.bin'),
+                            ('hf:karpathy/tinyllamas/../x.bin', 'is not a llama2.c file on the hub')):
+            with pytest.raises(SystemExit) as e:
+                load_run(spec, 'cpu')
+            assert str(e.value).startswith('error: ') and '\n' not in str(e.value) and words in str(e.value)
+    finally:
+        s.close()
