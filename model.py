@@ -47,6 +47,7 @@ class GPTConfig:
     #                           | swiglu (Llama's gated MLP: w2(silu(w1 x) * w3 x))
     mlp_hidden: int = 0       # the MLP's hidden size; 0: 4 * n_embd (Llama: about 8/3 * n_embd)
     norm: str = 'layernorm'   # layernorm | rmsnorm (Llama's: scale only, no mean subtracted)
+    norm_eps: float = 1e-5    # added to the variance in either norm (Hugging Face Llamas: often 1e-6)
     rotary: bool = False      # rotary position embeddings in attention instead of learned ones
     rope_theta: float = 10000.0  # rotary: the base of the rotation frequencies
     n_kv_head: int = 0        # key/value heads, each shared by n_head / n_kv_head query heads
@@ -62,8 +63,8 @@ def make_norm(config):
     if config.norm not in ('layernorm', 'rmsnorm'):
         raise ValueError(f"norm={config.norm!r}: use layernorm or rmsnorm")
     if config.norm == 'rmsnorm':
-        return nn.RMSNorm(config.n_embd, eps=1e-5)
-    return nn.LayerNorm(config.n_embd, bias=config.bias)
+        return nn.RMSNorm(config.n_embd, eps=config.norm_eps)
+    return nn.LayerNorm(config.n_embd, eps=config.norm_eps, bias=config.bias)
 
 
 def rotary_tables(config):

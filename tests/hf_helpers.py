@@ -69,9 +69,11 @@ class FakeHub:
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def add_model(self, repo, folder, rev='main'):
-        """Serve every file of a local folder as the model repo at revision rev."""
+        """Serve every file of a local folder (subfolders too) as the model repo at revision rev."""
         siblings = []
-        for name in sorted(os.listdir(folder)):
+        names = sorted(os.path.relpath(os.path.join(d, f), folder).replace(os.sep, '/')
+                       for d, _, fs in os.walk(folder) for f in fs)
+        for name in names:
             data = open(os.path.join(folder, name), 'rb').read()
             self.files[f'/{repo}/resolve/{rev}/{name}'] = data
             siblings.append({'rfilename': name, 'size': len(data),

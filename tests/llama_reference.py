@@ -7,8 +7,10 @@ tests to hold the fast code (and, later, model.py's Llama block) against.
   consecutive pairs of dimensions, grouped-query attention, SwiGLU), on the weights dict of
   tinystories/llama2c.py.
 - reference_generate: run.c's greedy loop: BOS, the prompt, argmax until BOS or `steps` positions.
+- random_vocab / random_texts, CONFIGS / random_weights: tiny random tokenizers, texts and models.
 """
 import math
+import random
 import re
 
 import torch
@@ -147,3 +149,35 @@ def random_weights(config, seed=0):
     # norms near 1, matrices small: logits of a usable size, no ties in argmax
     return {name: (1 + 0.1 * torch.randn(s, generator=g)) if len(s) == 1 else 0.3 * torch.randn(s, generator=g)
             for name, s in shapes.items()}
+
+
+# ----------------------------------------------------------------------------- tiny random tokenizers
+
+ALPHABET = list('abcdeonst ') + ['\n', 'é', 'ö', '你', '好']
+UNSEEN = ['😀', 'ß', 'Ω', '\t', 'z']  # not pieces: byte fallback (4, 2, 2, 1 and 1 bytes)
+
+
+def random_vocab(seed, spaces_inside, distinct_scores=False):
+    """special pieces, the alphabet, then random concatenations of earlier pieces with scores from
+    a small range (so equal scores, and the leftmost rule, happen often; or all distinct).
+    spaces_inside: some pieces hold a space after another character (no cutting at spaces then)."""
+    rng = random.Random(seed)
+    pieces = [b'<unk>', b'\n<s>\n', b'\n</s>\n'] + [b'<0x%02X>' % b for b in range(256)] + [ch.encode() for ch in ALPHABET]
+    scores = [0.0] * len(pieces)
+    known = set(pieces)
+    while len(pieces) < 259 + len(ALPHABET) + 150:
+        p = rng.choice(pieces[259:]) + rng.choice(pieces[259:])
+        if p in known or len(p) > 12 or (not spaces_inside and any(
+                p[i:i + 1] == b' ' and p[i - 1:i] != b' ' for i in range(1, len(p)))):
+            continue
+        known.add(p)
+        pieces.append(p)
+        scores.append(-float(len(pieces)) if distinct_scores else float(rng.randrange(-12, 0)))
+    return pieces, scores
+
+
+def random_texts(seed, n):
+    rng = random.Random(seed)
+    chars = ALPHABET * 3 + UNSEEN + ['  ', '   ']
+    texts = ['', ' ', '  ', 'a', '\n', '😀', ' leading', 'trailing ', 'two  spaces', 'ß😀你']
+    return texts + [''.join(rng.choice(chars) for _ in range(rng.randrange(1, 40))) for _ in range(n)]

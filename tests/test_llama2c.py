@@ -4,18 +4,17 @@ fast score-based BPE against run.c's own loop (tests/llama_reference.py) on rand
 and text (Unicode, runs of spaces, byte fallback); tokenizer.bin and the checkpoint records; and
 the Hugging Face Llama layout against transformers' LlamaForCausalLM (logits within 1e-5)."""
 import base64
-import random
 import struct
 
 import numpy as np
 import pytest
 import torch
 
-from llama_reference import (CONFIGS, random_weights, reference_decode, reference_encode, reference_forward,
-                             reference_generate)
+from llama_reference import (CONFIGS, random_texts, random_vocab, random_weights, reference_decode, reference_encode,
+                             reference_forward, reference_generate)
 from tinystories import llama2c as L
 from tinystories.llama2c_tokenizer import (Llama2cTokenizer, from_tokenizer_json, parse_tokenizer_bin,
-                                           special_pieces, tokenizer_bin, tokenizer_json, write_tokenizer_bin)
+                                           tokenizer_bin, tokenizer_json, write_tokenizer_bin)
 from tinystories.tokenizer import byte_tokenizer_record
 from tinystories.tokenizer_interface import TiktokenTokenizer, tokenizer_from_record
 
@@ -103,36 +102,6 @@ def test_bad_checkpoints_are_one_line_errors(tmp_path):
 
 # -----------------------------------------------------------------------------
 # tokenizer
-
-ALPHABET = list('abcdeonst ') + ['\n', 'é', 'ö', '你', '好']
-UNSEEN = ['😀', 'ß', 'Ω', '\t', 'z']  # not pieces: byte fallback (4, 2, 2, 1 and 1 bytes)
-
-
-def random_vocab(seed, spaces_inside, distinct_scores=False):
-    """special pieces, the alphabet, then random concatenations of earlier pieces with scores from
-    a small range (so equal scores, and the leftmost rule, happen often; or all distinct).
-    spaces_inside: some pieces hold a space after another character (no cutting at spaces then)."""
-    rng = random.Random(seed)
-    pieces = special_pieces() + [ch.encode() for ch in ALPHABET]
-    scores = [0.0] * len(pieces)
-    known = set(pieces)
-    while len(pieces) < 259 + len(ALPHABET) + 150:
-        p = rng.choice(pieces[259:]) + rng.choice(pieces[259:])
-        if p in known or len(p) > 12 or (not spaces_inside and any(
-                p[i:i + 1] == b' ' and p[i - 1:i] != b' ' for i in range(1, len(p)))):
-            continue
-        known.add(p)
-        pieces.append(p)
-        scores.append(-float(len(pieces)) if distinct_scores else float(rng.randrange(-12, 0)))
-    return pieces, scores
-
-
-def random_texts(seed, n):
-    rng = random.Random(seed)
-    chars = ALPHABET * 3 + UNSEEN + ['  ', '   ']
-    texts = ['', ' ', '  ', 'a', '\n', '😀', ' leading', 'trailing ', 'two  spaces', 'ß😀你']
-    return texts + [''.join(rng.choice(chars) for _ in range(rng.randrange(1, 40))) for _ in range(n)]
-
 
 @pytest.mark.parametrize('spaces_inside', [False, True])
 def test_fast_encoder_matches_run_c(spaces_inside):

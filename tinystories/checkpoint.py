@@ -3,7 +3,8 @@ Loading a model location into a model and its tokenizer: the one loader every st
 
 A location is a run of ours (a folder with ckpt.pt, or the .pt path itself), a Hugging Face model
 folder (config.json + weights), hf:OWNER/NAME[@REVISION] (downloaded once through hub.py; the
-folder's conversion is hf.py's), or a llama2.c checkpoint (a .bin file, its tokenizer beside it). Kept out of model.py, so the model file is only the model.
+folder's conversion is hf.py's), or a llama2.c checkpoint (a .bin file, its tokenizer beside it;
+on the hub hf:OWNER/NAME/PATH.bin, as hf:karpathy/tinyllamas/stories15M.bin). Kept out of model.py, so the model file is only the model.
 """
 import os
 
@@ -13,7 +14,7 @@ from model import GPT, GPTConfig
 from tinystories import llama2c
 from tinystories.hardware import pick_device
 from tinystories.llama2c_tokenizer import Llama2cTokenizer
-from tinystories.tokenizer_interface import TiktokenTokenizer, tokenizer_from_record
+from tinystories.tokenizer_interface import tokenizer_from_record
 
 
 # what every reader of a run's checkpoint relies on (train.py writes more: optimizer, rng, plan)
@@ -73,11 +74,16 @@ def load_run(out_dir, device='auto'):
     tokenizer (the record), model_args, config, kind ('run' | 'hf' | 'llama2c') and report_dir
     (where a stage writes its reports). device 'auto': cuda if there is one, else cpu."""
     device = pick_device(device)
+    if out_dir.startswith('hf:') and out_dir.partition('@')[0].endswith('.bin'):  # a llama2.c file on the hub
+        from tinystories import hub
+        try:
+            return load_llama2c(hub.download_llama2c(out_dir[3:]), device)
+        except hub.HubError as e:
+            raise SystemExit(f"error: {e}")
     if out_dir.startswith('hf:') or (os.path.isfile(os.path.join(out_dir, 'config.json')) and
                                      not os.path.exists(os.path.join(out_dir, 'ckpt.pt'))):
         from tinystories.hf import load_hf
-        model, enc, info = load_hf(out_dir, device)
-        return model, TiktokenTokenizer(enc, info['tokenizer']), info
+        return load_hf(out_dir, device)
     if os.path.isfile(out_dir) and out_dir.endswith('.bin'):
         return load_llama2c(out_dir, device)
     model, ckpt = load_checkpoint(out_dir, device)

@@ -1,7 +1,7 @@
 """
 Hugging Face model folders <-> our GPT and tiktoken encodings.
 
-    model, enc, info = load_hf('hf:roneneldan/TinyStories-33M', 'cpu')    # or a local folder
+    model, tok, info = load_hf('hf:roneneldan/TinyStories-33M', 'cpu')    # or a local folder
     enc, record = load_tokenizer('hf:roneneldan/TinyStories-33M')           # the tokenizer alone
 
 checkpoint.load_run calls load_hf for every location that is not a run of ours; export.py goes the
@@ -17,6 +17,13 @@ GPT-2 and GPT-Neo are model.py's GPT up to a few differences, each mapped exactl
 - gelu_new, GPT-2's and GPT-Neo's GELU, is the tanh approximation: activation='gelu_tanh'.
 - GPT-Neo's layers alternate global and local attention (the last window_size tokens): our
   window_size on odd layers. Its 2,048 positions become block_size.
+
+Llama (LlamaForCausalLM) is model.py's Llama-style block (llama2c.py's layout in between): Hugging
+Face rotates dimension j of a head with j + head_size/2 where llama2.c and model.py rotate (2j, 2j+1),
+so the query and key rows are permuted (llama2c.weights_from_hf); rms_norm_eps and rope_theta are
+the config's; scaled rotary, biases or a head_dim of its own are one-line errors. Its tokenizer.json,
+a BPE with byte fallback, becomes llama2.c's score-based BPE (llama2c_tokenizer.from_tokenizer_json),
+stopping at eos_token_id.
 
 Tokenizers: a byte-level BPE (tokenizer.json, or GPT-2's vocab.json + merges.txt) becomes a
 tiktoken Encoding that encodes exactly as transformers does. Token strings are bytes written with
@@ -35,9 +42,11 @@ from urllib.parse import quote
 
 import torch
 
-from tinystories import hub
 from model import GPT, GPTConfig
+from tinystories import hub, llama2c
+from tinystories.llama2c_tokenizer import EOS, from_tokenizer_json
 from tinystories.tokenizer import EOT, GPT2_PAT_STR
+from tinystories.tokenizer_interface import TiktokenTokenizer
 
 ACTIVATIONS = {'gelu': 'gelu', 'gelu_new': 'gelu_tanh', 'gelu_pytorch_tanh': 'gelu_tanh',
                'gelu_fast': 'gelu_tanh'}
@@ -75,21 +84,28 @@ def locate(location):
 
 
 def load_hf(location, device='cpu'):
-    """(model in eval mode, tiktoken encoding, info) for a Hugging Face model location."""
+    """(model in eval mode, tokenizer (tokenizer_interface.py's), info) for a Hugging Face model
+    location: GPT-2, GPT-Neo or Llama."""
     folder, report_dir = locate(location)
     hf = read_json(os.path.join(folder, 'config.json'))
-    config = gpt_config(hf)
-    weights = our_weights(hf, read_weights(folder), config)
-    enc, record = folder_tokenizer(folder, hf.get('eos_token_id'))
-    if record['vocab_size'] > config.vocab_size:
-        fail(f"{folder}: the tokenizer has ids up to {record['vocab_size'] - 1}, the model only "
+    if hf.get('model_type') == 'llama':
+        config, weights = llama_model(hf, read_weights(folder))
+    else:
+        config = gpt_config(hf)
+        weights = our_weights(hf, read_weights(folder), config)
+    tok = model_tokenizer(folder, hf)
+    if tok.vocab_size > config.vocab_size:
+        fail(f"{folder}: the tokenizer has ids up to {tok.vocab_size - 1}, the model only "
              f"{config.vocab_size} embeddings")
     model = GPT(config)
-    model.load_state_dict(weights)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:  # a tensor of another shape than config.json says
+        fail(f"{folder}: the weights do not fit config.json ({str(e).strip().splitlines()[-1].strip()[:150]})")
     info = {'kind': 'hf', 'location': location, 'model_dir': folder, 'report_dir': report_dir,
             'architecture': (hf.get('architectures') or [hf['model_type']])[0],
-            'model_args': asdict(config), 'config': {}, 'tokenizer': record, 'iter_num': None}
-    return model.to(device).eval(), enc, info
+            'model_args': asdict(config), 'config': {}, 'tokenizer': tok.record(), 'iter_num': None}
+    return model.to(device).eval(), tok, info
 
 
 # -----------------------------------------------------------------------------
@@ -200,6 +216,33 @@ def our_weights(hf, sd, config):
     return out
 
 
+def llama_model(hf, sd):
+    """A LlamaForCausalLM config.json and state dict -> (GPTConfig, our state dict): model.py's
+    Llama-style block, through llama2.c's layout (llama2c.weights_from_hf undoes Hugging Face's
+    rotary order of the query and key rows)."""
+    rope = hf.get('rope_parameters') or hf.get('rope_scaling') or {}  # transformers 5 | 4
+    theta = hf.get('rope_theta') or rope.get('rope_theta', 10000.0)
+    cannot = [f"{k}={v!r}" for k, v, ok in (
+        ('hidden_act', hf.get('hidden_act', 'silu'), ('silu', 'swish')),
+        ('attention_bias', hf.get('attention_bias', False), (False,)),
+        ('mlp_bias', hf.get('mlp_bias', False), (False,)),
+        ('rope_type', rope.get('rope_type', rope.get('type', 'default')), ('default',)),
+        ('partial_rotary_factor', hf.get('partial_rotary_factor', 1.0), (1.0,)),
+        ('head_dim', hf.get('head_dim'), (None, hf['hidden_size'] // hf['num_attention_heads']))) if v not in ok]
+    if cannot:
+        fail(f"config.json: a Llama with {', '.join(cannot)} cannot be represented: ours is "
+             f"silu, no biases, plain rotary over whole heads of hidden_size / num_attention_heads")
+    config = llama2c.config_from_hf(hf)
+    llama2c.check_config(config, 'config.json')
+    sd = {k: v.float() for k, v in sd.items()}
+    try:
+        weights = llama2c.weights_from_hf(sd, config)
+    except KeyError as e:
+        fail(f"the weights lack {e.args[0]!r} (not a LlamaForCausalLM checkpoint?)")
+    args = dict(llama2c.gpt_args(config), rope_theta=float(theta), norm_eps=hf.get('rms_norm_eps', 1e-6))
+    return GPTConfig(**args), llama2c.gpt_state_dict(weights, config)
+
+
 # -----------------------------------------------------------------------------
 # tokenizers
 
@@ -213,10 +256,40 @@ def byte_table():
 
 
 def load_tokenizer(location):
-    """A model location's tokenizer alone -> (tiktoken Encoding, record)."""
+    """A model location's tokenizer alone -> (tiktoken Encoding, record): prepare.py's bins are
+    written in tiktoken-style BPEs only (a Llama's byte-fallback BPE is a one-line error)."""
     folder, _ = locate(location)
-    config = os.path.join(folder, 'config.json')
-    return folder_tokenizer(folder, read_json(config).get('eos_token_id'))
+    hf = read_json(os.path.join(folder, 'config.json'))
+    if byte_fallback(folder):
+        fail(f"{location}'s tokenizer is a sentencepiece-style BPE with byte fallback (a Llama's): "
+             f"prepare.py writes bins in tiktoken-style BPEs only")
+    return folder_tokenizer(folder, hf.get('eos_token_id'))
+
+
+def byte_fallback(folder):
+    """Whether the folder's tokenizer.json is a sentencepiece-style BPE (Llama's), not byte-level."""
+    path = os.path.join(folder, 'tokenizer.json')
+    return os.path.isfile(path) and bool((read_json(path).get('model') or {}).get('byte_fallback'))
+
+
+def model_tokenizer(folder, hf):
+    """A model folder's tokenizer behind the tokenizer interface: a Llama's BPE with byte fallback
+    (tokenizer.json) as llama2.c's score-based BPE; a byte-level BPE as tiktoken. A Llama stops
+    at its eos_token_id (generation_config.json's, else config.json's; 2 when neither names one)."""
+    if not byte_fallback(folder):
+        if hf.get('model_type') == 'llama' and not os.path.isfile(os.path.join(folder, 'tokenizer.json')):
+            fail(f"{folder} has no tokenizer.json (a sentencepiece tokenizer.model alone is not read "
+                 f"here: save the tokenizer with transformers' LlamaTokenizerFast to get one)")
+        return TiktokenTokenizer(*folder_tokenizer(folder, hf.get('eos_token_id')))
+    gen = os.path.join(folder, 'generation_config.json')
+    eos = (read_json(gen) if os.path.isfile(gen) else {}).get('eos_token_id', hf.get('eos_token_id'))
+    eos = eos[0] if isinstance(eos, list) and eos else eos
+    path = os.path.join(folder, 'tokenizer.json')
+    tok = from_tokenizer_json(read_json(path), os.path.basename(os.path.abspath(folder)), where=path,
+                              stop_token=eos if isinstance(eos, int) else EOS)
+    if not 0 <= tok.stop_token < tok.vocab_size:
+        fail(f"{folder}: eos_token_id {tok.stop_token} is not a token of its tokenizer")
+    return tok
 
 
 def folder_tokenizer(folder, eos_id=None):
@@ -341,15 +414,19 @@ def is_neo(config):
     return config.window_size > 0 and config.n_layer > 1
 
 
+def llama_switches(config):
+    """The Llama-style switches a GPTConfig turns on (none: a GPT-2 or GPT-Neo)."""
+    return [k for k, v in (('norm', config.norm != 'layernorm'), ('rotary', config.rotary),
+                           ('activation', config.activation == 'swiglu'),
+                           ('n_kv_head', config.kv_heads != config.n_head),
+                           ('tie_embeddings', not config.tie_embeddings)) if v]
+
+
 def hf_config(config, eot):
-    """Our GPTConfig -> a transformers config.json (GPT-2, or GPT-Neo with local attention)."""
-    llama = [k for k, v in (('norm', config.norm != 'layernorm'), ('rotary', config.rotary),
-                            ('activation', config.activation == 'swiglu'),
-                            ('n_kv_head', config.kv_heads != config.n_head),
-                            ('tie_embeddings', not config.tie_embeddings)) if v]
-    if llama:
-        fail(f"a model with Llama-style {', '.join(llama)} is neither GPT-2 nor GPT-Neo: "
-             f"exporting it as a Hugging Face Llama is not written yet")
+    """Our GPTConfig -> a transformers config.json (GPT-2, or GPT-Neo with local attention); a
+    Llama-style one is export.py's (llama2c.hf_config)."""
+    if llama_switches(config):
+        fail(f"a model with Llama-style {', '.join(llama_switches(config))} is neither GPT-2 nor GPT-Neo")
     act = {'gelu': 'gelu', 'gelu_tanh': 'gelu_new'}[config.activation]
     common = dict(vocab_size=config.vocab_size, activation_function=act, layer_norm_epsilon=1e-5,
                   initializer_range=0.02, bos_token_id=eot, eos_token_id=eot,

@@ -5,6 +5,7 @@ Downloads from the Hugging Face hub: the one place that talks to it (datasets an
     train, val = dataset_files('tinystories', 'data/hub')        # a dataset's files, cached
     folder = download_model('roneneldan/TinyStories-33M')        # a model's files, cached once
     folder = download_model('roneneldan/TinyStories-33M@main')   # @ a branch, tag or commit
+    path = download_llama2c('karpathy/tinyllamas/stories15M.bin')  # a llama2.c file + its tokenizer
 
 `HF_ENDPOINT` names the hub (default https://huggingface.co; a mirror, or a test's local server).
 `HF_TOKEN`, when set, goes to it as a bearer token (gated or private repos). The token is never
@@ -271,6 +272,58 @@ def download_model(spec):
     atomic_write(done, json.dumps({'repo': repo, 'revision': rev, 'commit': commit,
                                    'endpoint': endpoint(), 'files': names}, indent=1))
     return folder
+
+
+# -----------------------------------------------------------------------------
+# a llama2.c checkpoint in a model repository (a file, not a transformers folder)
+
+# llama2.c's published TinyStories models (MIT; trained by its author): hf:karpathy/tinyllamas/<file>.
+# The 32,000-piece tokenizer of the three larger ones is looked up as tokenizer.bin in the repo.
+LLAMA2C_MODELS = ('karpathy/tinyllamas/stories15M.bin', 'karpathy/tinyllamas/stories42M.bin',
+                  'karpathy/tinyllamas/stories110M.bin', 'karpathy/tinyllamas/stories260K/stories260K.bin')
+
+
+def download_llama2c(spec):
+    """'OWNER/NAME/PATH.bin[@REVISION]': a llama2.c checkpoint in a hub repo and its tokenizer,
+    downloaded once; returns the checkpoint's local path, the tokenizer beside it under its own
+    name, which checkpoint.load_run looks for: tok{vocab_size}.bin in the checkpoint's folder of
+    the repo (stories260K/tok512.bin), else tokenizer.bin there or at the repo's top. A
+    `.complete` marker beside the checkpoint says both are in place: no network after that."""
+    from tinystories.llama2c import HEADER_BYTES, parse_header
+    where, at, rev = spec.partition('@')
+    owner, _, rest = where.partition('/')
+    name, _, path = rest.partition('/')
+    parts = path.split('/')
+    if not path.endswith('.bin') or any(p in ('', '.', '..') for p in parts):
+        fail(f"{spec!r} is not a llama2.c file on the hub: OWNER/NAME/PATH.bin[@REVISION]")
+    repo, rev, _ = parse_model(f"{owner}/{name}" + (f"@{rev}" if at else ''))
+    folder = model_folder(f"{repo}@{rev}")
+    local = os.path.join(folder, *parts)
+    done = local + COMPLETE
+    if os.path.exists(done):
+        return local
+    os.makedirs(os.path.dirname(local), exist_ok=True)
+    lock_dir(folder, f"download of {repo}@{rev}")
+    files, commit = _repo_files(repo, rev)
+
+    def get(file, to):
+        sibling = files[file]
+        download(f"{endpoint()}/{repo}/resolve/{quote(rev, safe='')}/{quote(file)}", to,
+                 sha256=(sibling.get('lfs') or {}).get('sha256'), size=sibling.get('size'))
+    if path not in files:
+        fail(f"{repo}@{rev} has no {path}")
+    get(path, local)
+    with open(local, 'rb') as f:
+        vocab_size = parse_header(f.read(HEADER_BYTES), local)[0]['vocab_size']
+    here = os.path.dirname(path)
+    wanted = [os.path.join(here, f'tok{vocab_size}.bin'), os.path.join(here, 'tokenizer.bin'), 'tokenizer.bin']
+    tokenizer = next((t for t in wanted if t in files), None)
+    if tokenizer is None:
+        fail(f"{repo}@{rev} has no tokenizer for {path} (looked for {', '.join(dict.fromkeys(wanted))})")
+    get(tokenizer, os.path.join(os.path.dirname(local), os.path.basename(tokenizer)))
+    atomic_write(done, json.dumps({'repo': repo, 'revision': rev, 'commit': commit, 'endpoint': endpoint(),
+                                   'files': [path, tokenizer]}, indent=1))
+    return local
 
 
 # -----------------------------------------------------------------------------

@@ -252,14 +252,17 @@ def gpt_args(config):
             'rotary': True, 'rope_theta': 10000.0, 'tie_embeddings': bool(config['tied'])}
 
 
-def config_from_gpt(args):
-    """The inverse of gpt_args, or an error naming what a llama2.c file cannot hold."""
+def config_from_gpt(args, run_c=True):
+    """The inverse of gpt_args, or an error naming what a llama2.c file (run_c: run.c's fixed eps
+    1e-5 and theta 10000 too) or a Hugging Face Llama cannot hold."""
     want = {'activation': 'swiglu', 'norm': 'rmsnorm', 'rotary': True, 'bias': False, 'window_size': 0,
-            'rope_theta': 10000.0}
-    wrong = [f"{k}={args.get(k)!r}" for k, v in want.items() if args.get(k, v if k == 'window_size' else None) != v]
+            **({'rope_theta': 10000.0, 'norm_eps': 1e-5} if run_c else {})}
+    absent = {'window_size': 0, 'norm_eps': 1e-5}  # checkpoints from before these keys
+    wrong = [f"{k}={args.get(k)!r}" for k, v in want.items() if args.get(k, absent.get(k)) != v]
     if wrong:
-        fail(f"a llama2.c file holds only a Llama-style model (rmsnorm, rotary, swiglu, no biases, "
-             f"rope_theta 10000, no local attention); this one has {', '.join(wrong)}")
+        fail(f"{'a llama2.c file' if run_c else 'a Hugging Face Llama'} holds only a Llama-style model "
+             f"(rmsnorm{' with eps 1e-5' if run_c else ''}, rotary{' with theta 10000' if run_c else ''}, "
+             f"swiglu, no biases, no local attention); this one has {', '.join(wrong)}")
     return {'dim': args['n_embd'], 'hidden_dim': args['mlp_hidden'] or 4 * args['n_embd'],
             'n_layers': args['n_layer'], 'n_heads': args['n_head'],
             'n_kv_heads': args.get('n_kv_head') or args['n_head'], 'vocab_size': args['vocab_size'],

@@ -38,6 +38,7 @@ from tinystories.atomic_write import atomic_write
 UNK, BOS, EOS = 0, 1, 2
 BYTE_OFFSET = 3  # byte b is id b + 3 when a code point is not a piece
 MIN_SCORE = -1e10  # run.c's starting best score: a merge must score above it
+EOT_PIECE = b'<|endoftext|>'  # our BPE's start/stop token, written as BOS's piece by runc_layout
 _BYTE_PIECE = re.compile(rb'<0x([0-9A-Fa-f]{2})>')
 _CUT = re.compile(rb'(?<=[^ ])(?= )')  # before each space that follows a non-space
 
@@ -103,6 +104,33 @@ def code_points(data):
     return out
 
 
+def runc_layout(ranks, eot, vocab_size):
+    """Our byte-level BPE (tiktoken's ranks {token bytes: id}, EOT its one special token) laid out as
+    run.c needs a tokenizer.bin: (pieces, scores, order), order[new id] = our id. EOT becomes BOS (1:
+    run.c starts a story with it and stops there); byte b becomes id b + 3 (run.c's byte fallback),
+    its piece the raw byte, so that run.c can merge it (not <0xXX>, which nothing merges with); the merged tokens, lowest rank first, fill
+    ids 0, 2, 259, 260, ... (a permutation: no id is left without a trained row), each scored minus
+    its rank, so run.c merges in tiktoken's order. Ids past the tokenizer (a padded embedding) get
+    pieces <pad_N> that nothing merges into."""
+    by_id = {i: t for t, i in ranks.items()}
+    merged = sorted(i for i, t in by_id.items() if len(t) > 1)
+    if sorted(by_id) != list(range(len(ranks))) or eot != len(ranks) or len(merged) < 2:
+        fail("the tokenizer is not laid out as ours (ids 0..n-1, then EOT as n, 2 merges at least): "
+             "it cannot be remapped to run.c's layout")
+    slots = [UNK, EOS] + list(range(BYTE_OFFSET + 256, BYTE_OFFSET + 256 + len(merged) - 2))
+    order = [None] * (len(ranks) + 1)
+    order[BOS] = eot
+    for b in range(256):
+        order[b + BYTE_OFFSET] = ranks[bytes([b])]
+    for slot, i in zip(slots, merged, strict=True):
+        order[slot] = i
+    pieces = [by_id.get(i, EOT_PIECE) for i in order]
+    scores = [-float(i) if len(by_id.get(i, b'')) > 1 else 2 * MIN_SCORE for i in order]  # no merge makes a byte
+    pad = range(len(order), vocab_size)
+    return (pieces + [b'<pad_%d>' % i for i in pad], scores + [2 * MIN_SCORE] * len(pad),
+            order + list(pad))
+
+
 class Llama2cTokenizer:
     """llama2.c's tokenizer behind the tokenizer interface (tinystories/tokenizer_interface.py).
 
@@ -117,6 +145,9 @@ class Llama2cTokenizer:
         self.pieces, self.scores = parse_tokenizer_bin(self.data, where or name)
         self.vocab_size = len(self.pieces)
         self.start_token, self.stop_token = BOS, stop_token
+        # markers, not text: BOS, the stop token, and EOS when it is sentencepiece's (a file
+        # export.py remapped from our BPE holds a token of text at id 2)
+        self.markers = {BOS, stop_token} | ({EOS} if self.pieces[EOS] == special_pieces()[EOS] else set())
         self.id_of = {}
         for i, piece in enumerate(self.pieces):
             self.id_of.setdefault(piece, i)  # a repeated piece: the first id (no real file has one)
@@ -215,7 +246,7 @@ class Llama2cTokenizer:
         out, prev = [], None
         for t in ids:
             t = int(t)
-            if t in (BOS, EOS):
+            if t in self.markers:
                 prev = t
                 continue
             piece = self.pieces[t]
@@ -297,7 +328,7 @@ def tokenizer_json(tok):
     }
 
 
-def from_tokenizer_json(tj, name='tokenizer', where='tokenizer.json'):
+def from_tokenizer_json(tj, name='tokenizer', where='tokenizer.json', stop_token=BOS):
     """A Llama2cTokenizer from a Llama tokenizer.json (a dict): BPE with byte fallback, <unk> <s>
     </s> and the 256 byte pieces first, a dummy '▁' in front. A piece's score is minus the rank of
     its best merge; pieces no merge makes get scores run.c never merges into."""
@@ -327,4 +358,4 @@ def from_tokenizer_json(tj, name='tokenizer', where='tokenizer.json'):
             fail(f"{where}: merge {rank} ({left!r}, {right!r}) makes no token of the vocabulary")
         if i >= BYTE_OFFSET + 256:
             scores[i] = max(scores[i], -float(rank))
-    return Llama2cTokenizer(tokenizer_bin(pieces, scores), name, where=where)
+    return Llama2cTokenizer(tokenizer_bin(pieces, scores), name, stop_token, where=where)
