@@ -59,8 +59,18 @@ dropout = Key(0.0, "dropout probability in training", min=0, below=1)
 bias = Key(True, "biases in the linear layers and LayerNorms (GPT-2, GPT-Neo)")
 window_size = Key(0, "above 0: GPT-Neo's local attention over this many tokens on odd layers (it used 256)", min=0)
 qkv_bias = Key(True, "biases on the queries, keys and values (False: GPT-Neo's, so a model exports to it)")
-activation = Key('gelu', "the MLP's nonlinearity: exact gelu, or GPT-2/GPT-Neo's tanh approximation",
-                 choices=('gelu', 'gelu_tanh'))
+activation = Key('gelu', "the MLP's nonlinearity: exact gelu, GPT-2/GPT-Neo's tanh approximation, or Llama's "
+                         "gated swiglu", choices=('gelu', 'gelu_tanh', 'swiglu'))
+# the Llama-style block (model.py): each switch alone; config/cpu_tiny_llama.py sets them together
+mlp_hidden = Key(0, "the MLP's hidden size (0: 4 * n_embd; swiglu: about 8/3 * n_embd keeps the parameters)", min=0)
+norm = Key('layernorm', "the blocks' normalisation: LayerNorm (GPT-2, GPT-Neo) or RMSNorm (Llama)",
+           choices=('layernorm', 'rmsnorm'))
+norm_eps = Key(1e-5, "added to the variance in either norm", above=0)
+rotary = Key(False, "rotary position embeddings in attention instead of learned positions (Llama)")
+rope_theta = Key(10000.0, "rotary: the base of the rotation frequencies", above=0)
+n_kv_head = Key(0, "key/value heads, each shared by a group of query heads (0: n_head; it must divide n_head)",
+                min=0)
+tie_embeddings = Key(True, "the output layer is the token embedding (False: its own matrix)")
 # optimisation (defaults from the paper's released models)
 batch_size = Key(32, "sequences per micro-step, per process", min=1)
 grad_accum = Key(1, "micro-steps per optimizer step (a larger batch in the same memory)", min=1)
@@ -94,7 +104,8 @@ threads = Key(0, "torch CPU threads (0: torch's default)", min=0)
 # -----------------------------------------------------------------------------
 # A resumed run keeps these: the model's shape (its model_args are the truth), the context and
 # the seed its batches were drawn with, and the optimizer's settings (its saved state holds them).
-MODEL_KEYS = ('n_layer', 'n_head', 'n_embd', 'bias', 'qkv_bias', 'window_size', 'activation', 'dropout')
+MODEL_KEYS = ('n_layer', 'n_head', 'n_embd', 'bias', 'qkv_bias', 'window_size', 'activation', 'dropout',
+              'mlp_hidden', 'norm', 'norm_eps', 'rotary', 'rope_theta', 'n_kv_head', 'tie_embeddings')
 FIXED_ON_RESUME = MODEL_KEYS + ('block_size', 'seed', 'learning_rate', 'muon_lr', 'weight_decay', 'beta1', 'beta2')
 
 
@@ -118,7 +129,13 @@ def saved_keys(settings):
     if settings['init_from'] != 'resume' and not (settings['eval_only'] and os.path.isfile(path)):
         return {}
     _, ckpt = read_checkpoint(path)
-    return {**ckpt['config'], **{k: ckpt['model_args'][k] for k in MODEL_KEYS if k in ckpt['model_args']}}
+    return {**ckpt['config'], **model_keys(ckpt['model_args'])}
+
+
+def model_keys(model_args):
+    """The MODEL_KEYS of a model's args. A checkpoint older than a key holds a model of the key's
+    default (GPTConfig's defaults are the GPT-2 block), so a missing one reads as that default."""
+    return {k: {**asdict(GPTConfig()), **model_args}[k] for k in MODEL_KEYS}
 
 
 config = configure(globals(), saved=saved_keys)  # defaults < a resumed run's keys < files < --key=value
@@ -132,6 +149,10 @@ def check_settings(ckpt):
              f"a Hugging Face model folder, or a run's out_dir)")
     if n_embd % n_head:
         fail(f"n_embd={n_embd} is not divisible by n_head={n_head}: pick an n_head that divides it")
+    if n_kv_head and n_head % n_kv_head:
+        fail(f"n_head={n_head} is not a multiple of n_kv_head={n_kv_head}: pick an n_kv_head that divides it")
+    if rotary and (n_embd // n_head) % 2:
+        fail(f"rotary turns pairs of dimensions, but a head has {n_embd // n_head}: pick an even n_embd / n_head")
     if muon_lr and dtype == 'float16':
         fail("muon_lr with dtype=float16 is not supported (the loss scaler needs one torch optimizer): use bfloat16")
     if ckpt is not None and init_from == 'resume':
@@ -203,7 +224,8 @@ def starting_model(data):
         return model, asdict(model.config)
     args = GPTConfig(vocab_size=data.vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head,
                      n_embd=n_embd, dropout=dropout, bias=bias, window_size=window_size, qkv_bias=qkv_bias,
-                     activation=activation)
+                     activation=activation, mlp_hidden=mlp_hidden, norm=norm, norm_eps=norm_eps, rotary=rotary,
+                     rope_theta=rope_theta, n_kv_head=n_kv_head, tie_embeddings=tie_embeddings)
     return GPT(args), asdict(args)
 
 
@@ -213,7 +235,10 @@ def check_memory(args):
     computed over the whole logits (plain; on a GPU 'auto' may pick it), the fp32 logits and
     their gradient (batch 64 x 512 x 50,257 vocabulary: 6.6 GB each)."""
     L, d, V, T = args['n_layer'], args['n_embd'], args['vocab_size'], block_size
-    need = (12 * L * d * d + (V + T) * d) * 16 + batch_size * T * L * (34 * d + 5 * args['n_head'] * T) * 2
+    shape = model_keys(args)
+    mlp = (3 if shape['activation'] == 'swiglu' else 2) * d * (shape['mlp_hidden'] or 4 * d)
+    weights = L * (4 * d * d + mlp) + (V * (1 if shape['tie_embeddings'] else 2) + T) * d
+    need = weights * 16 + batch_size * T * L * (34 * d + 5 * args['n_head'] * T) * 2
     if loss_impl == 'plain' or (loss_impl == 'auto' and device_type != 'cpu'):
         need += 2 * batch_size * T * V * 4
     have = math.inf
@@ -287,7 +312,7 @@ dtype, ptdtype, autocast = pick_autocast(device, dtype)  # bf16 where it pays; f
 scaler = torch.amp.GradScaler(device_type, enabled=dtype == 'float16')
 model, model_args = starting_model(data)
 block_size = min(block_size, model_args['block_size'])  # a model to fine-tune may have a shorter context
-config.update(block_size=block_size, **{k: model_args[k] for k in MODEL_KEYS if k in model_args})  # what it is
+config.update(block_size=block_size, **model_keys(model_args))  # what it is
 check_memory(model_args)
 model = model.train().to(device)
 model.loss_impl = loss_impl  # how, not what: model.py picks per device for 'auto'

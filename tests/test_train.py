@@ -309,6 +309,9 @@ def test_resume_refuses_a_changed_shape_and_applies_what_may_change(data_dir, tm
     path = os.path.join(out, 'ckpt.pt')
     ck = torch.load(path, weights_only=True)
     ck['config']['ckpt_path'] = path
+    # and had neither the Llama-style block's keys nor model.py's fields for it
+    for k in ('mlp_hidden', 'norm', 'norm_eps', 'rotary', 'rope_theta', 'n_kv_head', 'tie_embeddings'):
+        del ck['config'][k], ck['model_args'][k]
     torch.save(ck, path)
     for flag in ('--n_layer=3', '--n_embd=64', '--block_size=32', '--seed=1', '--dropout=0.1',
                  '--learning_rate=1e-3'):
@@ -322,4 +325,27 @@ def test_resume_refuses_a_changed_shape_and_applies_what_may_change(data_dir, tm
     ck = torch.load(path, weights_only=True)
     assert ck['iter_num'] == 4 and ck['config']['eval_iters'] == 3 and ck['config']['grad_clip'] == 0.5
     assert 'ckpt_path' not in ck['config'] and ck['config']['n_layer'] == 2
+    assert ck['config']['norm'] == 'layernorm' and not ck['config']['rotary']  # the old model's, recorded
+
+
+def test_a_llama_style_model_trains_resumes_keeps_its_shape_and_samples(data_dir, tmp_path):
+    out = str(tmp_path / 'o')
+    llama = ['--norm=rmsnorm', '--rotary=True', '--activation=swiglu', '--mlp_hidden=48', '--bias=False',
+             '--qkv_bias=False', '--n_kv_head=1', '--tie_embeddings=False']
+    train(f'--data_dir={data_dir}', *TINY, *llama, '--max_iters=4', '--eval_interval=2', f'--out_dir={out}')
+    r = train(f'--out_dir={out}', '--init_from=resume', '--max_iters=6', '--rotary=False', check=False)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode != 0 and len(lines) == 1 and '--rotary=False' in lines[0] and 'resumed run keeps' in lines[0]
+    train(f'--out_dir={out}', '--init_from=resume', '--max_iters=6', '--progress=False')
+    ck = torch.load(os.path.join(out, 'ckpt.pt'), weights_only=True)
+    assert ck['iter_num'] == 6 and read_log(out)[-1].get('final')
+    assert {k: ck['model_args'][k] for k in ('norm', 'rotary', 'activation', 'mlp_hidden', 'n_kv_head')} == \
+        {'norm': 'rmsnorm', 'rotary': True, 'activation': 'swiglu', 'mlp_hidden': 48, 'n_kv_head': 1}
+    assert 'wpe.weight' not in ck['model'] and ck['model']['h.0.mlp.c_fc.weight'].shape == (96, 32)
+    assert ck['model']['h.0.attn.c_attn.weight'].shape == (32 + 2 * 16, 32)  # one kv head of 16
+    r = subprocess.run([sys.executable, os.path.join(ROOT, 'sample.py'), f'--out_dir={out}', '--json', '--device=cpu',
+                        '--start=Once', '--num_samples=1', '--max_new_tokens=5'],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout.strip().splitlines()[-1])['tokens'] > 0
 
