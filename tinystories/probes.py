@@ -22,7 +22,7 @@ This file holds:
    and the unigram table, made once from TinyStories train-split text (the source file's name
    and sha256 are in the table):
 
-       python -m tinystories.probes --unigram_source=tinystories_train_sample.txt
+       python -m tinystories.probes --unigram_source=<a TinyStories train text file>
 
 2. the scoring engine grade.py --probes calls: run_probes() batches every (prompt, candidate)
    pair through the model, and reports accuracy per category with its binomial standard error
