@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from tinystories.completions import check_settings, complete
+from tinystories.completions import complete
 from model import GPT, GPTConfig
 
 EOT = 256
@@ -66,13 +66,3 @@ def test_damaged_journal_line_is_a_one_line_error(tmp_path):
     j.write_text('{"key": "x", "batch": 0, "tokens": []}\n{broken\n{"key": "x", "batch": 1, "tokens": []}\n')
     with pytest.raises(SystemExit, match=r'j.jsonl line 2 is not valid JSON'):
         complete(tiny_model(), [[EOT, 65]], 4, EOT, journal=str(j))
-
-
-@pytest.mark.parametrize('bad, word', [
-    (dict(batch_size=0), 'batch_size'), (dict(max_new_tokens=0), 'max_new_tokens'),
-    (dict(num_stories=0), 'num_stories'), (dict(temperature=-1.0), 'temperature'),
-    (dict(temperature=float('nan')), 'temperature'), (dict(top_k=-1), 'top_k')])
-def test_settings_out_of_range(bad, word):
-    with pytest.raises(SystemExit, match=f'error: --{word}='):
-        check_settings(**bad)
-    check_settings(batch_size=1, max_new_tokens=1, temperature=0.0, top_k=0)  # the edges are fine

@@ -16,7 +16,6 @@ and diversity.py (stories cut and completed) do it.
 """
 import hashlib
 import json
-import math
 import os
 import sys
 
@@ -24,19 +23,6 @@ import torch
 
 from tinystories.jsonl import append_jsonl, read_jsonl
 from tinystories.progress import progress
-
-
-def check_settings(**settings):
-    """One-line errors for sampling settings out of range, before any work starts. Knows
-    batch_size, max_new_tokens, num_samples, num_stories (>= 1), temperature (>= 0, finite),
-    top_k (>= 0)."""
-    for key, value in settings.items():
-        if key in ('batch_size', 'max_new_tokens', 'num_samples', 'num_stories') and value < 1:
-            raise SystemExit(f"error: --{key}={value}: must be 1 or more")
-        if key == 'temperature' and not (math.isfinite(value) and value >= 0):
-            raise SystemExit(f"error: --temperature={value}: must be 0 (greedy) or more, and finite")
-        if key == 'top_k' and value < 0:
-            raise SystemExit(f"error: --top_k={value}: must be 0 (no top-k) or more")
 
 
 def seeded_generator(seed, batch_index, device):

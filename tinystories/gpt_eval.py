@@ -48,11 +48,6 @@ def first_turn(beginning, completion):
     return [{'role': 'user', 'content': ASSESS.format(beginning=beginning, completion=completion)}]
 
 
-def second_turn(beginning, completion, assessment):
-    return first_turn(beginning, completion) + [{'role': 'assistant', 'content': assessment},
-                                                {'role': 'user', 'content': GRADE}]
-
-
 SCORE_NAMES = {'grammar': r'grammar', 'creativity': r'creativ', 'consistency': r'consisten',
                'plot': r'plot'}
 # "out of 10", "/10", "(1-10)": the scale, which must not be read as the grade
