@@ -36,6 +36,9 @@ gpu_batch = Key(64, "train_step_gpu: sequences of 512 tokens per step", min=1)
 gpu_variants = Key(['auto', 'few_chunks'], "train_step_gpu: our model's variants beside the reference: auto "
                   "(its CUDA defaults: the plain loss), a loss_impl (plain, few_chunks, chunked), or "
                   "reduce_overhead (auto, compiled with CUDA graphs)")
+recipes = Key(['config/cpu_tiny.py', 'config/cpu_tiny_llama.py', 'config/cpu_nanogpt.py'],
+              "recipe_step: the training configs whose steps are timed in turns (the first is the reference)")
+recipe_minutes = Key(10.0, "recipe_step: the wall-clock budget each recipe's step count is given for", above=0)
 table = Key(False, "also print the figures as one Markdown table at the end (make gpu-check)")
 # -----------------------------------------------------------------------------
 config = configure(globals())
@@ -170,6 +173,48 @@ def bench_train_step():
         emit(case=name, value=round(tps), unit='tokens/s', mfu=round(tps * fpt / peaks[dtype], 3),
              vs_fp32_eager=round(tps / rates[0], 2), peak_gflops=round(peaks[dtype] / 1e9),
              shape=BENCH_SHAPE, batch_size=32)
+
+
+def _recipe_step(path):
+    """One training step of a config file's recipe as train.py runs it on a CPU (its shape, batch,
+    optimizer (Muon or not), fp32, the gradient clipped), as a function; plus its tokens per step."""
+    import runpy
+    from dataclasses import fields
+    from model import GPT, GPTConfig
+    cfg = runpy.run_path(path)
+    get = lambda k, default: cfg.get(k, default)  # noqa: E731 (train.py's defaults where a recipe is silent)
+    torch.manual_seed(0)
+    shape = {f.name: cfg[f.name] for f in fields(GPTConfig) if f.name in cfg}
+    model = GPT(GPTConfig(**shape))
+    opt = model.configure_optimizer(get('weight_decay', 0.1), get('learning_rate', 5e-4),
+                                    (get('beta1', 0.9), get('beta2', 0.95)), 'cpu', get('muon_lr', 0.0))
+    T, B, V = model.config.block_size, get('batch_size', 32), model.config.vocab_size
+    x, y = torch.randint(0, V, (B, T)), torch.randint(0, V, (B, T))
+
+    def step():
+        _, loss = model(x, y)
+        loss.backward()
+        if get('grad_clip', 1.0):
+            torch.nn.utils.clip_grad_norm_(model.parameters(), get('grad_clip', 1.0))
+        opt.step()
+        model.zero_grad(set_to_none=True)
+        return loss.detach()
+    return step, B * T
+
+
+@case('recipe_step')
+def bench_recipe_step():
+    """The CPU recipes' steps, timed in turns: each recipe's time per step, and the steps that
+    fill the same wall-clock budget (recipe_minutes). Issue 24's recipe comparison trains each
+    recipe for that many steps, so that equal wall time on an idle machine is compared without
+    timing the runs themselves on a shared one (docs/experiments.md)."""
+    built = [_recipe_step(p) for p in recipes]
+    rates = _interleaved_tokens_per_s(built, rounds=21, warmup=5)
+    for path, (_, n), tps in zip(recipes, built, rates):
+        step_s = n / tps
+        emit(case=f'recipe_step_{os.path.splitext(os.path.basename(path))[0]}', value=round(step_s * 1000, 2),
+             unit='ms/step', tokens_per_s=round(tps), tokens_per_step=n, vs_first=round(tps / rates[0], 3),
+             steps_in_budget=int(recipe_minutes * 60 / step_s), budget_minutes=recipe_minutes)
 
 
 @case('sample')

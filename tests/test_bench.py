@@ -84,3 +84,14 @@ def test_table_prints_every_figure_once(capsys):
     assert lines[0] == '| case | value | unit | vs_reference | mfu |'
     assert lines[2:4] == ['| a | 10 | tokens/s | 1.0 | 0.4 |', '| b | 13 | tokens/s | 1.3 |  |']
     assert lines[-1] == 'measured on NVIDIA H100 80GB HBM3, torch 2.11.0'
+
+
+def test_recipe_steps_train_each_shipped_recipe_as_its_config_says():
+    """recipe_step times what the comparison trains: each shipped CPU recipe's batch and context,
+    and a step that learns (the loss on a fixed batch falls), Muon where the recipe asks for it."""
+    tokens = {}
+    for name in ('cpu_tiny', 'cpu_tiny_llama', 'cpu_nanogpt'):
+        step, tokens[name] = bench._recipe_step(os.path.join(ROOT, 'config', f'{name}.py'))
+        losses = [step().item() for _ in range(4)]
+        assert losses[-1] < losses[0], (name, losses)
+    assert tokens == {'cpu_tiny': 12 * 128, 'cpu_tiny_llama': 12 * 128, 'cpu_nanogpt': 12 * 64}
