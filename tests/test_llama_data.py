@@ -131,6 +131,7 @@ def test_fine_tune_the_bin_then_use_the_run_everywhere(made, tmp_path):
     assert ckpt['tokenizer']['kind'] == 'llama2c' and ckpt['tokenizer']['sha256'] == hashlib.sha256(tok_bytes).hexdigest()
     model, tok, info = load_run(out, 'cpu')
     assert isinstance(tok, Llama2cTokenizer) and tok.data == tok_bytes and info['model_args']['rotary']
+    assert load_tokenizer(out).record() == tok.record()  # what prepare.py --tokenizer=<the run> writes bins in
     ds = open_dataset(data)
     final = read_log(out)[-1]
     assert final['final'] and math.isclose(final['val_bpb'], whole_split_loss(model, ds, 'val', 4, 'cpu',

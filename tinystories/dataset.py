@@ -24,9 +24,10 @@ from tinystories.tokenizer import check_ids, check_pattern, make_encoding, parse
 from tinystories.tokenizer_interface import TiktokenTokenizer
 
 DTYPES = {'uint16': 2 ** 16, 'uint32': 2 ** 32}  # dtype -> how many ids it can hold
-# the kinds of tokenizer a data_dir holds: its file, and the meta.json fields only that kind has
+# the kinds of tokenizer a data_dir holds: its file, and the fields its meta.json must have
 TOKENIZER_FILES = {'tiktoken': 'tokenizer.tiktoken', 'llama2c': 'tokenizer.bin'}
-KIND_FIELDS = {'tiktoken': ('eot_token', 'pat_str'), 'llama2c': ('start_token', 'stop_token')}
+REQUIRED = {'tiktoken': ('vocab_size', 'eot_token', 'tokenizer', 'pat_str'),
+            'llama2c': ('vocab_size', 'tokenizer', 'start_token', 'stop_token')}
 
 
 def tokenizer_kind(meta):
@@ -65,7 +66,7 @@ def read_meta(data_dir):
     if kind not in TOKENIZER_FILES:
         raise SystemExit(f"error: {path}: tokenizer_kind={kind!r} is not one of {', '.join(TOKENIZER_FILES)}; "
                          f"run prepare.py --data_dir={data_dir} --force to rebuild it")
-    missing = [k for k in ('vocab_size', 'tokenizer') + KIND_FIELDS[kind] if k not in meta]
+    missing = [k for k in REQUIRED[kind] if k not in meta]
     if missing:
         raise SystemExit(f"error: {path} lacks {', '.join(missing)}")
     meta.setdefault('dtype', 'uint16')
@@ -85,7 +86,7 @@ def check_meta(meta, path):
     vocab, dtype, kind = meta['vocab_size'], meta['dtype'], tokenizer_kind(meta)
     need(count(vocab) and vocab >= 1, f"vocab_size={vocab!r} is not a positive integer")
     for key in ('eot_token', 'start_token', 'stop_token'):
-        if key in KIND_FIELDS[kind]:
+        if key in REQUIRED[kind]:
             need(count(meta[key]) and meta[key] < vocab, f"{key}={meta[key]!r} is not an id below vocab_size={vocab}")
     need(isinstance(dtype, str) and dtype in DTYPES and vocab <= DTYPES[dtype],
          f"dtype={dtype!r} cannot hold {vocab} ids (use uint16 or uint32)")
@@ -202,16 +203,21 @@ class Dataset:
     def texts(self, split, limit=0):
         """The split's stories as text (decoded with the dataset's own tokenizer)."""
         stories = [t.tolist() for t in self.stories(split, limit)]
-        tok = self.tokenizer()
         if self.kind == 'tiktoken':
-            return tok.encoding.decode_batch(stories)  # tiktoken's threads
-        return [tok.decode([self.start] + s) for s in stories]  # after the start token, as in the bin
+            return self.encoding().decode_batch(stories)  # tiktoken's threads
+        return [self.tokenizer().decode([self.start] + s) for s in stories]  # after the start token, as in the bin
 
     def tokenizer(self):
         """The dataset's tokenizer (tokenizer_interface.py's), checked against meta.json."""
         if self._tokenizer is None:
             self._tokenizer = read_tokenizer(self.dir, self.meta)
         return self._tokenizer[0]
+
+    def encoding(self):
+        """What encodes and decodes the ids: tiktoken's Encoding for a BPE of ours (or GPT-2's),
+        the tokenizer itself for a Llama's."""
+        tok = self.tokenizer()
+        return tok.encoding if self.kind == 'tiktoken' else tok
 
     def tokenizer_record(self):
         """Everything needed to rebuild the tokenizer, as plain str/int (for a checkpoint); its
@@ -263,6 +269,8 @@ class Reencoded:
 
     def tokenizer(self):
         return self.tok
+
+    encoding = tokenizer
 
 
 def open_dataset(data_dir, splits=('train', 'val')):
