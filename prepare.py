@@ -6,6 +6,7 @@ Turn story text into the token bins that train.py memory-maps.
     python prepare.py --source=stories.txt --val_source=valid.txt --vocab_size=8192
     python prepare.py --source=tinystories-instruct --format=instruct --data_dir=data/instruct
     python prepare.py --tokenizer=hf:roneneldan/TinyStories-33M --data_dir=data/ts_gpt2  # a model's tokenizer
+    python prepare.py --tokenizer=hf:karpathy/tinyllamas/stories15M.bin --data_dir=data/ts_llama  # llama2.c's
 
 Sources: `tinystories` (V2, GPT-4 stories), `tinystories-v1`, `tinystories-instruct`,
 `tinystories-v2-20mb` (V2's first 20 MB of train and 2 MB of valid stories: the demo's), all
@@ -15,8 +16,11 @@ downloaded by hub.py from $HF_ENDPOINT into cache_dir; or a local .txt (stories 
 The work, in order, each step resumable (its output is written atomically under
 data_dir/.prepare/, and a rerun after kill -9 skips the steps already done):
   1. read + clean (mojibake, whitespace, empty, duplicates), hold out val, count chunks for BPE
-  2. train the BPE tokenizer (or take GPT-2's, or a model's), saved as tokenizer.tiktoken
-  3. encode both splits on all cores -> train.bin / val.bin: EOT s1 EOT s2 ... EOT sN EOT
+  2. train the BPE tokenizer (or take GPT-2's, or a model's), saved as tokenizer.tiktoken, or a
+     Llama model's (llama2.c's file, or a Hugging Face Llama's tokenizer.json) as tokenizer.bin
+  3. encode both splits on all cores -> train.bin / val.bin: EOT s1 EOT s2 ... EOT sN EOT, or
+     with a Llama's tokenizer as llama2.c's data is: BOS s1 BOS s2 ... BOS sN BOS (no EOS; a Llama
+     that stops at EOS, as Hugging Face's do: BOS s1 EOS BOS s2 EOS ...)
   4. move the files into data_dir, meta.json last (its presence means the dataset is complete)
 A re-run with the same inputs and options is "up to date" only when each output matches
 meta.json (the bins' sizes, the tokenizer's ids and sha256); a damaged output is made again,
@@ -42,7 +46,8 @@ from tinystories import hub
 from tinystories import stories
 from tinystories.atomic_write import atomic_open, atomic_write, remove_stale_temps
 from tinystories.configurator import Key, configure
-from tinystories.dataset import damaged_files, read_meta
+from tinystories.dataset import TOKENIZER_FILES, damaged_files, read_meta, story_layout
+from tinystories.llama2c_tokenizer import BOS, EOS, Llama2cTokenizer
 from tinystories.progress import progress
 from tinystories.tokenizer import (EOT, GPT2_PAT_STR, PAT_STR, ChunkEncoder, count_chunks, make_encoding,
                                    read_tiktoken, save_tiktoken, train_bpe)
@@ -56,7 +61,7 @@ data_dir = Key('data/ts', "the dataset folder to write (what train.py reads by d
 cache_dir = Key('data/hub', "downloads land here; a second run reuses them")
 hub_url = Key('', "the dataset's files ('': $HF_ENDPOINT's roneneldan/TinyStories)")
 tokenizer = Key('bpe', "bpe (ours, trained here), gpt2 (tiktoken's, needs the internet once), or a model "
-                       "location (hf:OWNER/NAME or a folder): that model's tokenizer")
+                       "location (hf:OWNER/NAME, a folder, a llama2.c model.bin): that model's tokenizer")
 vocab_size = Key(4096, "bpe: the vocabulary (256 bytes + merges + <|endoftext|>)")
 format = Key('plain', "plain, or instruct (Summary/Features/Sentence/Words lines, then Story)",
              choices=('plain', 'instruct'))
@@ -123,8 +128,10 @@ def normalise_space(s):
     return s.strip()
 
 
-def clean(s, stats, ascii_only):
-    """Repair one story; returns '' when it should be dropped (and counts why)."""
+def clean(s, stats, ascii_only, forbidden=(SEP,)):
+    """Repair one story; returns '' when it should be dropped (and counts why): also when it holds
+    a text of `forbidden` (the separator of the cleaned text, the pieces of a Llama tokenizer's
+    start and stop tokens: encoded, the story would hold that token and be cut there)."""
     if MOJIBAKE_RE.search(s):
         s = MOJIBAKE_RE.sub(lambda m: MOJIBAKE[m.group()], s)
         stats['repaired: mojibake'] += 1
@@ -138,16 +145,16 @@ def clean(s, stats, ascii_only):
             return ''
     if not s:
         stats['dropped: empty'] += 1
-    elif SEP in s:
-        stats['dropped: holds ' + SEP] += 1
+    elif any(f in s for f in forbidden):
+        stats['dropped: holds ' + (SEP if SEP in s else "a start or stop token's text")] += 1
         return ''
     return s
 
 
-def cleaning_rules():
+def cleaning_rules(forbidden):
     """What a cleaning worker needs, handed to it with each block (whatever the start method)."""
     return {'ascii_only': ascii_only, 'format': format, 'seed': seed, 'val_fraction': val_fraction,
-            'holdout': holdout_names()}
+            'holdout': holdout_names(), 'forbidden': forbidden}
 
 
 def clean_block(job):
@@ -160,7 +167,7 @@ def clean_block(job):
     for story, rec in items:
         stats['stories in'] += 1
         stats['bytes in'] += len(story.encode('utf-8'))
-        text = clean(story, stats, rules['ascii_only'])
+        text = clean(story, stats, rules['ascii_only'], rules['forbidden'])
         if not text:
             continue
         digest = hashlib.blake2b(text.encode('utf-8'), digest_size=8).digest()
@@ -196,16 +203,20 @@ def parallel(fn, jobs, n, initializer=None, initargs=()):
 _encoder = None
 
 
-def init_encoder(ranks, pat_str, name):
+def init_encoder(kind, args):
+    """A worker's encoder: tiktoken's (ranks, pattern, name), or a Llama2cTokenizer's (the
+    tokenizer.bin bytes, name, stop token)."""
     global _encoder
-    _encoder = ChunkEncoder(make_encoding(ranks, pat_str, name))
+    _encoder = ChunkEncoder(make_encoding(*args)) if kind == 'tiktoken' else Llama2cTokenizer(*args)
 
 
 def encode_block(job):
     data, dtype = job
     texts = [s.strip('\n') for s in data.decode('utf-8').split(SEP)]  # cleaned: no edge spaces
     texts = [s for s in texts if s]
-    return _encoder.encode_stories(texts, dtype=dtype), len(data)
+    if isinstance(_encoder, ChunkEncoder):
+        return _encoder.encode_stories(texts, dtype=dtype), len(data)
+    return story_layout(_encoder.encode_batch(texts), _encoder.start_token, _encoder.stop_token, dtype), len(data)
 
 
 # -----------------------------------------------------------------------------
@@ -231,9 +242,8 @@ def main():
     t0 = time.time()
     nproc = workers or os.cpu_count() or 1
     check_settings()
-    model_ranks = model_pat = model_sha = None
-    if tokenizer not in ('bpe', 'gpt2'):  # a model location: that model's own tokenizer
-        model_ranks, model_pat, model_sha = model_tokenizer(tokenizer)
+    model_tok = model_tokenizer(tokenizer) if tokenizer not in ('bpe', 'gpt2') else None  # a model's own
+    llama = model_tok is not None and model_tok.kind == 'llama2c'
     if os.path.isfile(data_dir):
         fail(f"--data_dir={data_dir} is a file: give a directory (it is made if missing)")
     dirlock.lock_dir(data_dir, 'prepare.py run')   # held until exit; workers do not inherit it
@@ -244,9 +254,15 @@ def main():
         val_files = stories.list_files(val_source)
     spec = {'tokenizer': tokenizer, 'vocab_size': vocab_size if tokenizer == 'bpe' else 50257,
             'pat_str': PAT_STR if tokenizer == 'bpe' else GPT2_PAT_STR}
-    if model_ranks is not None:
-        spec.update(vocab_size=len(model_ranks) + 1, pat_str=model_pat)
-    options = dict(spec, model_tokenizer=model_sha, format=format, ascii_only=ascii_only, seed=seed,
+    if llama:  # (no pat_str: llama2.c's BPE does not pre-split)
+        spec = {'tokenizer': tokenizer, 'tokenizer_kind': model_tok.kind, 'vocab_size': model_tok.vocab_size,
+                'start_token': model_tok.start_token, 'stop_token': model_tok.stop_token}
+    elif model_tok is not None:
+        spec.update(vocab_size=len(model_tok.encoding._mergeable_ranks) + 1, pat_str=model_tok.encoding._pat_str)
+    forbidden = [SEP] + ([model_tok.piece_bytes[t].decode('utf-8', 'replace') for t in sorted(model_tok.markers)]
+                         if llama else [])
+    options = dict(spec, model_tokenizer=model_tok and model_tok.record()['sha256'], format=format,
+                   ascii_only=ascii_only, seed=seed,
                    holdout=holdout_names(),
                    val_fraction=None if val_files else val_fraction,
                    files=[[p, os.path.getsize(p), os.stat(p).st_mtime_ns]
@@ -255,10 +271,11 @@ def main():
     stamp = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:16]
 
     meta_path = os.path.join(data_dir, 'meta.json')
+    tok_file = TOKENIZER_FILES[spec.get('tokenizer_kind', 'tiktoken')]  # tokenizer.tiktoken or .bin
     intact = set()  # outputs of these same inputs and options that match meta.json: kept as they are
     if os.path.exists(meta_path) and not force:
         old = read_meta(data_dir)
-        if any(old.get(k) != spec[k] for k in ('tokenizer', 'vocab_size', 'pat_str')):
+        if any(old.get(k) != spec.get(k) for k in ('tokenizer', 'tokenizer_kind', 'vocab_size', 'pat_str')):
             fail(f"{data_dir} holds another tokenizer ({old.get('tokenizer')}, vocab "
                  f"{old.get('vocab_size')}): use another --data_dir, or --force to replace it")
         if old.get('stamp') == stamp:
@@ -268,7 +285,7 @@ def main():
                 return
             for name, why in damaged.items():
                 print(f"note: {os.path.join(data_dir, name)}: {why}: making it again")
-            intact = {'train.bin', 'val.bin', 'tokenizer.tiktoken'} - set(damaged)
+            intact = {'train.bin', 'val.bin', tok_file} - set(damaged)
 
     work = os.path.join(data_dir, '.prepare')
     stamp_path = os.path.join(work, 'stamp')
@@ -281,7 +298,7 @@ def main():
     # 1. read and clean ---------------------------------------------------------
     clean_path = os.path.join(work, 'clean.json')
     if not os.path.exists(clean_path):
-        report = clean_all(train_files, val_files, work, nproc)
+        report = clean_all(train_files, val_files, work, nproc, forbidden)
         atomic_write(clean_path, json.dumps(report))
     report = json.load(open(clean_path))
     print_report(report)
@@ -291,24 +308,32 @@ def main():
         fail("the val split is empty: give --val_source, or more stories / a larger --val_fraction")
 
     # 2. tokenizer ---------------------------------------------------------------
-    tok_path = os.path.join(work, 'tokenizer.tiktoken')
-    if 'tokenizer.tiktoken' in intact and not os.path.exists(tok_path):  # (the bins were made with it)
-        shutil.copyfile(os.path.join(data_dir, 'tokenizer.tiktoken'), tok_path)
+    tok_path = os.path.join(work, tok_file)
+    if tok_file in intact and not os.path.exists(tok_path):  # (the bins were made with it)
+        shutil.copyfile(os.path.join(data_dir, tok_file), tok_path)
     if not os.path.exists(tok_path):
         t1 = time.time()
-        if tokenizer == 'gpt2':
-            ranks = gpt2_ranks()
-        elif model_ranks is not None:
-            ranks = model_ranks
+        if llama:
+            atomic_write(tok_path, model_tok.data)  # llama2.c's format (a tokenizer.json converted to it)
+        elif tokenizer == 'gpt2':
+            save_tiktoken(gpt2_ranks(), tok_path)
+        elif model_tok is not None:
+            save_tiktoken(dict(model_tok.encoding._mergeable_ranks), tok_path)
         else:
             counts = [collections.Counter(c) for c in report.pop('chunks')]
             ranks = train_bpe(chunk_counts=counts, vocab_size=vocab_size, progress=True)
             if len(ranks) + 1 < vocab_size:
                 print(f"note: the text ran out of pairs: vocabulary {len(ranks) + 1}, not {vocab_size}")
             print(f"trained BPE: {len(ranks) + 1} tokens in {time.time() - t1:.1f}s")
-        save_tiktoken(ranks, tok_path)
-    ranks = read_tiktoken(tok_path)
-    vocab = len(ranks) + 1
+            save_tiktoken(ranks, tok_path)
+    if llama:
+        tok = Llama2cTokenizer.from_file(tok_path, model_tok.stop_token)
+        vocab, start, stop = tok.vocab_size, tok.start_token, tok.stop_token
+        encoder = ('llama2c', (tok.data, model_tok.name, stop))
+    else:
+        ranks = read_tiktoken(tok_path)
+        vocab, start, stop = len(ranks) + 1, len(ranks), len(ranks)  # EOT, the last id, is both
+        encoder = ('tiktoken', (ranks, spec['pat_str'], 'gpt2' if tokenizer == 'gpt2' else 'tinystories'))
     dtype = np.uint16 if vocab <= 65535 else np.uint32
     if dtype == np.uint32:
         print(f"vocabulary {vocab} is above 65,535: bins are uint32")
@@ -321,25 +346,31 @@ def main():
             tokens[split] = old['splits'][split]['tokens']  # intact: it stays where it is
             continue
         if not os.path.exists(bin_path):
-            encode_split(os.path.join(work, f'{split}.txt'), bin_path, ranks, spec, dtype, nproc)
+            encode_split(os.path.join(work, f'{split}.txt'), bin_path, encoder, (start, stop), dtype, nproc)
         tokens[split] = os.path.getsize(bin_path) // np.dtype(dtype).itemsize
 
     # 4. into place, meta.json last ------------------------------------------------------
     if os.path.exists(meta_path):
         os.remove(meta_path)  # the old meta must not vouch for the new bins while they move
-    for f in ('train.bin', 'val.bin', 'tokenizer.tiktoken'):
+    for f in ('train.bin', 'val.bin', tok_file):
         if os.path.exists(os.path.join(work, f)):  # (an intact bin kept in place is not in work)
             os.replace(os.path.join(work, f), os.path.join(data_dir, f))
-    with open(os.path.join(data_dir, 'tokenizer.tiktoken'), 'rb') as f:
+    with open(os.path.join(data_dir, tok_file), 'rb') as f:
         tokenizer_sha256 = hashlib.sha256(f.read()).hexdigest()
-    meta = {'vocab_size': vocab, 'eot_token': len(ranks), 'tokenizer': tokenizer,
-            'pat_str': spec['pat_str'], 'dtype': np.dtype(dtype).name, 'format': format,
+    meta = {'vocab_size': vocab, 'eot_token': start, 'tokenizer': tokenizer,
+            'pat_str': spec.get('pat_str'), 'dtype': np.dtype(dtype).name, 'format': format,
             'layout': 'EOT story EOT story ... EOT',
             'splits': {s: {'stories': report[s]['stories'], 'tokens': tokens[s],
                            'bytes': report[s]['bytes']} for s in ('train', 'val')},
             'source': source, 'val_source': val_source or None, 'stamp': stamp,
             'tokenizer_sha256': tokenizer_sha256,
             'instruct_holdout': holdout_names() or None}
+    if llama:  # start and stop tokens of their own, and no pre-splitting pattern
+        del meta['eot_token'], meta['pat_str']
+        names = {BOS: 'BOS', EOS: 'EOS'}
+        story = f"{names[start]} story" + (f" {names.get(stop, stop)}" if stop != start else '')
+        meta.update(tokenizer_kind=model_tok.kind, tokenizer_name=model_tok.name, start_token=start, stop_token=stop,
+                    layout=f"{story} {story} ..." + (f" {names[start]}" if stop == start else ''))
     atomic_write(meta_path, json.dumps(meta, indent=1))
     shutil.rmtree(work, ignore_errors=True)
     for s in ('train', 'val'):
@@ -348,7 +379,7 @@ def main():
     print(f"wrote {data_dir} (vocab {vocab}, {meta['dtype']}) in {time.time() - t0:.1f}s")
 
 
-def clean_all(train_files, val_files, work, nproc):
+def clean_all(train_files, val_files, work, nproc, forbidden):
     """Step 1: clean, drop duplicates (also of val stories in train), split, count chunks."""
     seen, totals = set(), {s: collections.Counter() for s in ('train', 'val')}
     chunks = (collections.Counter(), collections.Counter(), collections.Counter())
@@ -357,15 +388,15 @@ def clean_all(train_files, val_files, work, nproc):
         outs = {s: files.enter_context(atomic_open(os.path.join(work, f'{s}.txt'), 'w', encoding='utf-8'))
                 for s in ('train', 'val')}
         for fixed, paths in passes:
-            clean_pass(paths, fixed, outs, seen, totals, chunks, nproc)
+            clean_pass(paths, fixed, outs, seen, totals, chunks, nproc, forbidden)
     report = {s: dict(totals[s], stories=totals[s]['stories'], bytes=totals[s]['bytes']) for s in ('train', 'val')}
     report['chunks'] = [dict(c) for c in chunks]
     return report
 
 
-def clean_pass(paths, fixed, outs, seen, totals, chunks, nproc):
+def clean_pass(paths, fixed, outs, seen, totals, chunks, nproc, forbidden):
     """Clean files into `outs` (split `fixed`, or each story by its draw), counting as it goes."""
-    rules = cleaning_rules()
+    rules = cleaning_rules(forbidden)
     read = collections.deque()  # each block's share of its file, in the order the results come back
 
     def jobs():
@@ -421,10 +452,14 @@ def gpt2_ranks():
 
 
 def model_tokenizer(location):
-    """A model's tokenizer (hf:OWNER/NAME or a folder) -> (ranks, pattern, sha256), if it has
-    our layout: the bins, meta.json and the fast encoder assume tokens 0..n-1, then EOT = n."""
-    from tinystories import hf
-    enc, record = hf.load_tokenizer(location)
+    """A model location's tokenizer (tokenizer_interface.py's). A Llama's (llama2.c's, or a Hugging
+    Face Llama's) is taken as it is; a tiktoken one must have our layout: the bins, meta.json and
+    the fast encoder assume tokens 0..n-1, then EOT = n."""
+    from tinystories.checkpoint import load_tokenizer
+    tok = load_tokenizer(location)
+    if tok.kind == 'llama2c':
+        return tok
+    enc, record = tok.encoding, tok.record()
     ranks = enc._mergeable_ranks
     if (record['eot_token'] != len(ranks) or set(enc._special_tokens) != {EOT}
             or sorted(ranks.values()) != list(range(len(ranks)))):
@@ -433,24 +468,22 @@ def model_tokenizer(location):
     if enc._pat_str not in (PAT_STR, GPT2_PAT_STR):
         fail(f"{location}'s pre-tokenising pattern is neither GPT-2's nor ours: prepare.py's "
              f"chunked encoder is exact only for those")
-    return dict(ranks), enc._pat_str, record['sha256']
+    return tok
 
 
-def encode_split(txt_path, bin_path, ranks, spec, dtype, nproc):
-    """Step 3: stream the cleaned text through worker processes into the bin (atomically)."""
-    eot = len(ranks)
-
+def encode_split(txt_path, bin_path, encoder, start_stop, dtype, nproc):
+    """Step 3: stream the cleaned text through worker processes into the bin (atomically);
+    encoder: init_encoder's (kind, args)."""
     def jobs():
         for kind, data, _, _ in stories.read_blocks(txt_path, block_bytes()):
             yield data, dtype
-    name = 'gpt2' if spec['tokenizer'] == 'gpt2' else 'tinystories'
     bar = progress(total=os.path.getsize(txt_path), unit='B', unit_scale=True,
                    desc=f"encode {os.path.basename(bin_path)}")
     with atomic_open(bin_path) as f:
-        for ids, n in parallel(encode_block, jobs(), nproc, init_encoder, (ranks, spec['pat_str'], name)):
+        for ids, n in parallel(encode_block, jobs(), nproc, init_encoder, encoder):
             f.write(ids.tobytes())
             bar.update(n)
-        f.write(np.array([eot], dtype=dtype).tobytes())
+        f.write(story_layout([], *start_stop, dtype, last=True).tobytes())  # the last story's end
     bar.close()
 
 

@@ -7,6 +7,7 @@ Train a TinyStories GPT on the token bins that prepare.py wrote.
     python train.py --out_dir=out/run --eval_only                       # whole-val-split bits/byte
     python train.py --out_dir=hf:roneneldan/TinyStories-33M --eval_only --data_dir=data/ts  # any model
     python train.py --init_from=hf:roneneldan/TinyStories-33M --data_dir=data/ts_gpt2 --out_dir=out/ft  # fine-tune
+    python train.py --init_from=hf:karpathy/tinyllamas/stories15M.bin --data_dir=data/ts_llama --out_dir=out/ft15M
     torchrun --standalone --nproc_per_node=2 train.py config/ts_33m.py  # DDP
     python train.py --help                                              # every key, its meaning
 
@@ -47,7 +48,8 @@ from tinystories.records import read_log
 # I/O
 out_dir = Key('out', "the run's folder: ckpt.pt, log.jsonl, loss.png")
 data_dir = Key('data/ts', "the prepared dataset to train on (prepare.py's data_dir)")
-init_from = Key('scratch', "scratch, resume (out_dir/ckpt.pt), or a model to fine-tune (hf:OWNER/NAME, a folder)")
+init_from = Key('scratch', "scratch, resume (out_dir/ckpt.pt), or a model to fine-tune (hf:OWNER/NAME, a folder, "
+                            "a llama2.c model.bin)")
 eval_only = Key(False, "score the model at out_dir (any model location) on the whole val split; writes nothing")
 overwrite = Key(False, "from scratch in an out_dir that holds a checkpoint: replace that run")
 # model (the paper's GPT-Neo shapes: see config/)
@@ -144,9 +146,10 @@ config = configure(globals(), saved=saved_keys)  # defaults < a resumed run's ke
 # ---- set-up: each step a function, called in order below ---------------------------------------
 def check_settings(ckpt):
     """What one key's range cannot say: a one-line error before any work."""
-    if init_from not in ('scratch', 'resume') and not (init_from.startswith('hf:') or os.path.isdir(init_from)):
+    if init_from not in ('scratch', 'resume') and not (init_from.startswith('hf:') or os.path.isdir(init_from) or
+                                                       (os.path.isfile(init_from) and init_from.endswith('.bin'))):
         fail(f"--init_from={init_from!r}: use 'scratch', 'resume', or a model to fine-tune (hf:OWNER/NAME, "
-             f"a Hugging Face model folder, or a run's out_dir)")
+             f"a Hugging Face model folder, a run's out_dir, or a llama2.c checkpoint file model.bin)")
     if n_embd % n_head:
         fail(f"n_embd={n_embd} is not divisible by n_head={n_head}: pick an n_head that divides it")
     if n_kv_head and n_head % n_kv_head:
@@ -196,7 +199,7 @@ def check_data(data, ckpt):
             fail(f"{data.path(split)} holds {n_tokens} tokens, not more than block_size+1 = "
                  f"{block_size + 1}: use a smaller --block_size or more data")
     if ckpt is not None:  # token ids mean nothing under another tokenizer, even one of the same size
-        if ckpt['model_args']['vocab_size'] != data.vocab_size:
+        if ckpt['model_args']['vocab_size'] < data.vocab_size:  # (a Llama's may have padded embeddings)
             fail(f"the checkpoint's vocabulary ({ckpt['model_args']['vocab_size']}) does not match "
                  f"{data_dir}'s tokenizer ({data.vocab_size}): use the dataset it trained on")
         if (ckpt.get('tokenizer') or {}).get('sha256') != data.tokenizer_record()['sha256']:

@@ -74,21 +74,54 @@ def load_run(out_dir, device='auto'):
     tokenizer (the record), model_args, config, kind ('run' | 'hf' | 'llama2c') and report_dir
     (where a stage writes its reports). device 'auto': cuda if there is one, else cpu."""
     device = pick_device(device)
-    if out_dir.startswith('hf:') and out_dir.partition('@')[0].endswith('.bin'):  # a llama2.c file on the hub
+    kind, where = locate(out_dir)
+    if kind == 'llama2c':
+        return load_llama2c(where, device)
+    if kind == 'hf':
+        from tinystories.hf import load_hf
+        return load_hf(where, device)
+    model, ckpt = load_checkpoint(where, device)
+    ckpt.update(kind='run', report_dir=where if os.path.isdir(where) else os.path.dirname(where))
+    return model, tokenizer_from_record(ckpt['tokenizer']), ckpt
+
+
+def locate(location):
+    """(kind, where) of a model location: ('llama2c', the local .bin file: one on the hub is
+    downloaded first), ('hf', the location, for hf.py), or ('run', the location)."""
+    if location.startswith('hf:') and location.partition('@')[0].endswith('.bin'):  # a llama2.c file on the hub
         from tinystories import hub
         try:
-            return load_llama2c(hub.download_llama2c(out_dir[3:]), device)
+            return 'llama2c', hub.download_llama2c(location[3:])
         except hub.HubError as e:
             raise SystemExit(f"error: {e}")
-    if out_dir.startswith('hf:') or (os.path.isfile(os.path.join(out_dir, 'config.json')) and
-                                     not os.path.exists(os.path.join(out_dir, 'ckpt.pt'))):
-        from tinystories.hf import load_hf
-        return load_hf(out_dir, device)
-    if os.path.isfile(out_dir) and out_dir.endswith('.bin'):
-        return load_llama2c(out_dir, device)
-    model, ckpt = load_checkpoint(out_dir, device)
-    ckpt.update(kind='run', report_dir=out_dir if os.path.isdir(out_dir) else os.path.dirname(out_dir))
-    return model, tokenizer_from_record(ckpt['tokenizer']), ckpt
+    if location.startswith('hf:') or (os.path.isfile(os.path.join(location, 'config.json')) and
+                                      not os.path.exists(os.path.join(location, 'ckpt.pt'))):
+        return 'hf', location
+    if os.path.isfile(location) and location.endswith('.bin'):
+        return 'llama2c', location
+    return 'run', location
+
+
+def load_tokenizer(location):
+    """A model location's tokenizer alone (tokenizer_interface.py's), its weights not converted:
+    the tokenizer that prepare.py --tokenizer=<location> writes bins in."""
+    kind, where = locate(location)
+    if kind == 'llama2c':
+        try:
+            with open(where, 'rb') as f:
+                config = llama2c.parse_header(f.read(llama2c.HEADER_BYTES), where)[0]
+        except OSError as e:
+            raise SystemExit(f"error: cannot read llama2.c checkpoint {where}: {e.strerror or e}")
+        return llama2c_tokenizer(where, config['vocab_size'])
+    if kind == 'hf':
+        from tinystories import hf
+        folder, _ = hf.locate(where)
+        return hf.model_tokenizer(folder, hf.read_json(os.path.join(folder, 'config.json')))
+    if not (os.path.isfile(where) or os.path.isfile(os.path.join(where, 'ckpt.pt'))):
+        raise SystemExit(f"error: {location!r} is not a model location: a run of ours (a directory with "
+                         f"ckpt.pt), a Hugging Face model folder (config.json + weights), hf:OWNER/NAME, "
+                         f"or a llama2.c checkpoint (path/model.bin, its tokenizer beside it)")
+    return tokenizer_from_record(load_checkpoint(where)[1]['tokenizer'])
 
 
 def llama2c_tokenizer_path(path, vocab_size):
@@ -104,14 +137,20 @@ def llama2c_tokenizer_path(path, vocab_size):
                      f"beside it (llama2.c's checkpoints hold no tokenizer)")
 
 
+def llama2c_tokenizer(path, vocab_size):
+    """The tokenizer of the llama2.c checkpoint at path, which has vocab_size token embeddings."""
+    tok = Llama2cTokenizer.from_file(llama2c_tokenizer_path(path, vocab_size))
+    if tok.vocab_size != vocab_size:
+        raise SystemExit(f"error: {path} has {vocab_size} token embeddings but its tokenizer "
+                         f"{tok.name}.bin has {tok.vocab_size} pieces: not this model's tokenizer")
+    return tok
+
+
 def load_llama2c(path, device='cpu'):
     """(model, tokenizer, info) for a llama2.c checkpoint file (legacy or version 1), run by
     model.py's Llama-style block; reports go to out/llama2c/<file name>/."""
     weights, config = llama2c.read_checkpoint(path)
-    tok = Llama2cTokenizer.from_file(llama2c_tokenizer_path(path, config['vocab_size']))
-    if tok.vocab_size != config['vocab_size']:
-        raise SystemExit(f"error: {path} has {config['vocab_size']} token embeddings but its tokenizer "
-                         f"{tok.name}.bin has {tok.vocab_size} pieces: not this model's tokenizer")
+    tok = llama2c_tokenizer(path, config['vocab_size'])
     args = llama2c.gpt_args(config)
     model = GPT(GPTConfig(**args))
     model.load_state_dict(llama2c.gpt_state_dict(weights, config))
