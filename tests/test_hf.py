@@ -19,7 +19,7 @@ from tinystories import hf  # noqa: E402
 from tinystories import tokenizer as T  # noqa: E402
 from hf_helpers import EOT, FakeHub, random_text, tiny_hf_model, train_hf_tokenizer  # noqa: E402
 from model import GPT  # noqa: E402
-from tinystories.checkpoint import load_run  # noqa: E402
+from tinystories.checkpoint import load_run, load_tokenizer  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -153,7 +153,7 @@ def test_what_cannot_be_represented(folders, tmp_path):
     with pytest.raises(SystemExit, match='weights_only'):
         load_run(str(folder), 'cpu')
     with pytest.raises(SystemExit, match='not a model location'):
-        hf.load_tokenizer(str(tmp_path))
+        load_tokenizer(str(tmp_path))
 
 
 def test_prepare_in_a_models_tokenizer(folders, tmp_path):

@@ -2,7 +2,6 @@
 Hugging Face model folders <-> our GPT and tiktoken encodings.
 
     model, tok, info = load_hf('hf:roneneldan/TinyStories-33M', 'cpu')    # or a local folder
-    enc, record = load_tokenizer('hf:roneneldan/TinyStories-33M')           # the tokenizer alone
 
 checkpoint.load_run calls load_hf for every location that is not a run of ours; export.py goes the
 other way (hf_config, hf_weights, tokenizer_json). Nothing from a folder is ever executed:
@@ -253,17 +252,6 @@ def byte_table():
             *range(ord('®'), 256)]
     extra = iter(range(256, 512))
     return {b: chr(b) if b in keep else chr(next(extra)) for b in range(256)}
-
-
-def load_tokenizer(location):
-    """A model location's tokenizer alone -> (tiktoken Encoding, record): prepare.py's bins are
-    written in tiktoken-style BPEs only (a Llama's byte-fallback BPE is a one-line error)."""
-    folder, _ = locate(location)
-    hf = read_json(os.path.join(folder, 'config.json'))
-    if byte_fallback(folder):
-        fail(f"{location}'s tokenizer is a sentencepiece-style BPE with byte fallback (a Llama's): "
-             f"prepare.py writes bins in tiktoken-style BPEs only")
-    return folder_tokenizer(folder, hf.get('eos_token_id'))
 
 
 def byte_fallback(folder):
