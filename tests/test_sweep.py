@@ -315,3 +315,17 @@ def test_instruct_section_reports_graded_following():
     assert 'not tested at this scale' in text and '**reproduced** (words 50.0% vs 10.0%' in text
     graded = dict(row, instruct_following=6.5, instruct_following_held_out=6.0, instruct_following_seen=7.0, graded=10)
     assert '| w64_d2_h4 | 6.50 | 6.00 | 7.00 | 10 |' in '\n'.join(instruct_section([graded]))
+
+
+def test_flops_table_has_one_row_per_budget_when_shapes_repeat(tmp_path):
+    """Two repeats of one shape spend the same FLOPs: one row for that budget, its better run."""
+    from tinystories import sweep_report
+    run = lambda name, w, d, loss, params: {  # noqa: E731
+        'run': name, 'n_embd': w, 'n_layer': d, 'n_head': 4, 'params_no_emb': params, 'tokens': 100,
+        'flops_per_token': params * 6, 'val_loss': loss, 'val_curve': [[50, loss + 0.5], [100, loss]]}
+    results = [run('w64_d2_h4', 64, 2, 2.90, 1000), run('w64_d2_h4_r2', 64, 2, 2.88, 1000),
+               run('w128_d2_h4', 128, 2, 2.50, 4000)]
+    lines = sweep_report.flops_section(results, str(tmp_path))
+    rows = [line for line in lines if line.startswith('| 6.00e+05')]
+    assert rows == ['| 6.00e+05 | w64_d2_h4_r2 | 1,000 | 2.880 |'], lines
+    assert any('**reproduced** (w64_d2_h4_r2 -> w128_d2_h4)' in line for line in lines), lines

@@ -297,8 +297,9 @@ def flops_section(results, sweep_dir):
            title='loss vs training compute; tests: the best model per FLOPs follows a frontier')
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6, ncol=2)
-    # the budgets: what each run spent in all; at each, the run with the lowest loss within it
-    budgets = sorted(f for r in results for f, _ in curve(r)[-1:])
+    # the budgets: what each run spent in all (repeats of a shape spend the same: one row); at
+    # each, the run with the lowest loss within it
+    budgets = sorted({f for r in results for f, _ in curve(r)[-1:]})
     points = [(f, l, r['run']) for r in results for f, l in curve(r)]
     best = [min((p for p in points if p[0] <= b), key=lambda p: p[1]) for b in budgets]
     order = []
