@@ -2,7 +2,8 @@
 # context 64, batch 12, lr 1e-3, dropout 0, with its Shakespeare config's min_lr 1e-4, beta2 0.99,
 # warmup 100; nanoGPT's defaults: no biases, weight decay 0.1, gradient clipping at 1.0), trained
 # with this repo's train.py on the same bins as config/cpu_tiny.py: the baseline of issue 24's CPU
-# recipe comparison (docs/experiments.md). nanoGPT's own train.py is not run here.
+# recipe comparison (docs/measurements.md). nanoGPT's own train.py is not run here. Measured: 0.9367
+# +- 0.0039 bits/byte in the 13,570 steps 10 minutes of 2 cores buy it (3 seeds); cpu_tiny: 0.8575.
 #   python train.py config/cpu_nanogpt.py --data_dir=data/ts_cpu
 vocab_size = 2048          # prepare.py: the same bins as cpu_tiny
 n_layer = 4
