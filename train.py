@@ -137,7 +137,8 @@ def saved_keys(settings):
 def model_keys(model_args):
     """The MODEL_KEYS of a model's args. A checkpoint older than a key holds a model of the key's
     default (GPTConfig's defaults are the GPT-2 block), so a missing one reads as that default."""
-    return {k: {**asdict(GPTConfig()), **model_args}[k] for k in MODEL_KEYS}
+    args = {**asdict(GPTConfig()), **model_args}
+    return {k: args[k] for k in MODEL_KEYS}
 
 
 config = configure(globals(), saved=saved_keys)  # defaults < a resumed run's keys < files < --key=value
