@@ -177,22 +177,26 @@ def bench_train_step():
 
 def _recipe_step(path):
     """One training step of a config file's recipe as train.py runs it on a CPU (its shape, batch,
-    optimizer (Muon or not), fp32, the gradient clipped), as a function; plus its tokens per step."""
+    optimizer (Muon or not), its dtype, the gradient clipped), as a function; plus its tokens per step."""
     import runpy
     from dataclasses import fields
+    from tinystories.evaluate import pick_autocast
     from model import GPT, GPTConfig
     cfg = runpy.run_path(path)
     get = lambda k, default: cfg.get(k, default)  # noqa: E731 (train.py's defaults where a recipe is silent)
     torch.manual_seed(0)
     shape = {f.name: cfg[f.name] for f in fields(GPTConfig) if f.name in cfg}
     model = GPT(GPTConfig(**shape))
+    _, ptdtype, autocast = pick_autocast('cpu', get('dtype', 'auto'))
     opt = model.configure_optimizer(get('weight_decay', 0.1), get('learning_rate', 5e-4),
-                                    (get('beta1', 0.9), get('beta2', 0.95)), 'cpu', get('muon_lr', 0.0))
+                                    (get('beta1', 0.9), get('beta2', 0.95)), 'cpu', get('muon_lr', 0.0),
+                                    muon_dtype=ptdtype)
     T, B, V = model.config.block_size, get('batch_size', 32), model.config.vocab_size
     x, y = torch.randint(0, V, (B, T)), torch.randint(0, V, (B, T))
 
     def step():
-        _, loss = model(x, y)
+        with autocast:
+            _, loss = model(x, y)
         loss.backward()
         if get('grad_clip', 1.0):
             torch.nn.utils.clip_grad_norm_(model.parameters(), get('grad_clip', 1.0))
@@ -207,7 +211,7 @@ def bench_recipe_step():
     """The CPU recipes' steps, timed in turns: each recipe's time per step, and the steps that
     fill the same wall-clock budget (recipe_minutes). Issue 24's recipe comparison trains each
     recipe for that many steps, so that equal wall time on an idle machine is compared without
-    timing the runs themselves on a shared one (docs/experiments.md)."""
+    timing the runs themselves on a shared one (docs/measurements.md)."""
     built = [_recipe_step(p) for p in recipes]
     rates = _interleaved_tokens_per_s(built, rounds=21, warmup=5)
     for path, (_, n), tps in zip(recipes, built, rates):

@@ -9,8 +9,9 @@ alternating global / local attention (odd layers see only the last `window_size`
 The same code builds Llama-style blocks (llama2.c's models) by configuration, each a switch of
 GPTConfig: RMSNorm instead of LayerNorm (norm), rotary position embeddings instead of learned
 ones (rotary), a SwiGLU MLP with its own hidden size (activation, mlp_hidden), grouped-query
-attention (n_kv_head), no biases (bias) and an untied output layer (tie_embeddings). The
-defaults are GPT-2's, so every existing run and checkpoint reads as before.
+attention (n_kv_head), no biases (bias) and an untied output layer (tie_embeddings). One more,
+from the nanoGPT speedruns, serves the CPU recipe: value embeddings, a token table per layer added
+to its attention's values. The defaults are GPT-2's, so every run and checkpoint reads as before.
 
 Read it top to bottom: the config, attention, the MLP, a block, the GPT (init, forward, the
 loss), then generation, the plain sampler before the fast one. How the work is done fast (not
@@ -53,6 +54,7 @@ class GPTConfig:
     n_kv_head: int = 0        # key/value heads, each shared by n_head / n_kv_head query heads
     #                           (grouped-query attention); 0: n_head (plain multi-head)
     tie_embeddings: bool = True  # the output layer is the token embedding (False: its own matrix)
+    value_embeddings: bool = False  # each layer adds its own embedding of the tokens to the values
 
     @property
     def kv_heads(self):
@@ -103,9 +105,11 @@ class CausalSelfAttention(nn.Module):
         self.dropout = config.dropout
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def qkv(self, x, rope=None):
+    def qkv(self, x, rope=None, ve=None):
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split([C, self.kv_size, self.kv_size], dim=2)  # (B, T, C), 2 x (B, T, kv)
+        if ve is not None:  # value embeddings: what each token carries, straight into the values
+            v = v + ve
         # every head attends independently: (B, T, C) -> (B, nh, T, hs); k, v: (B, n_kv, T, hs)
         hs = C // self.n_head
         q = q.view(B, T, self.n_head, hs).transpose(1, 2)
@@ -121,9 +125,9 @@ class CausalSelfAttention(nn.Module):
             return k, v
         return k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)  # (B, nh, S, hs)
 
-    def forward(self, x, plans=None, cache=None, layer=0, pos=None, rope=None):
+    def forward(self, x, plans=None, cache=None, layer=0, pos=None, rope=None, ve=None):
         B, T, C = x.shape
-        q, k, v = self.qkv(x, rope)                                  # (B, nh, T, hs), (B, n_kv, T, hs)
+        q, k, v = self.qkv(x, rope, ve)                                 # (B, nh, T, hs), (B, n_kv, T, hs)
         if cache is not None:  # generation: all keys/values so far, this step's included
             k, v = cache.update(layer, k, v, pos)                               # (B, n_kv, S, hs)
         k, v = self.share_kv(k, v)                                              # (B, nh, S, hs)
@@ -177,8 +181,8 @@ class Block(nn.Module):
         self.ln_2 = make_norm(config)
         self.mlp = MLP(config)
 
-    def forward(self, x, plans=None, cache=None, layer=0, pos=None, rope=None):
-        x = x + self.attn(self.ln_1(x), plans, cache, layer, pos, rope)
+    def forward(self, x, plans=None, cache=None, layer=0, pos=None, rope=None, ve=None):
+        x = x + self.attn(self.ln_1(x), plans, cache, layer, pos, rope, ve)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -194,6 +198,9 @@ class GPT(nn.Module):
         else:
             self.wpe = nn.Embedding(config.block_size, config.n_embd)  # learned position embedding
         self.drop = nn.Dropout(config.dropout)
+        if config.value_embeddings:  # one table per layer, of the values' width
+            kv = config.n_embd // config.n_head * config.kv_heads
+            self.vte = nn.ModuleList([nn.Embedding(config.vocab_size, kv) for _ in range(config.n_layer)])
         # GPT-Neo alternates global and local attention layers: 0 global, 1 local, 2 global, ...
         self.h = nn.ModuleList([Block(config, local=bool(config.window_size) and i % 2 == 1)
                                 for i in range(config.n_layer)])
@@ -219,16 +226,18 @@ class GPT(nn.Module):
         """Parameters, with or without the embeddings (the paper's tables count both ways). The
         tied output layer is the token embedding, so it is counted once."""
         n = sum(p.numel() for p in self.parameters())
-        return n if embeddings else n - self.wte.weight.numel() - self.position_params()
+        return n if embeddings else n - self.wte.weight.numel() - self.lookup_params()
 
-    def position_params(self):
-        return 0 if self.config.rotary else self.wpe.weight.numel()
+    def lookup_params(self):
+        """The tables that are only looked up, never multiplied: positions, value embeddings."""
+        ve = sum(p.numel() for p in self.vte.parameters()) if self.config.value_embeddings else 0
+        return ve + (0 if self.config.rotary else self.wpe.weight.numel())
 
     def flops_per_token(self):
         """Training FLOPs per token: 6 per weight (forward + backward multiply-adds) plus the
         attention scores and mixing, 12 * layers * context * width (see docs/contracts.md, MFU)."""
         c = self.config
-        n = self.num_params() - self.position_params()
+        n = self.num_params() - self.lookup_params()
         return 6 * n + 12 * c.n_layer * c.block_size * c.n_embd
 
     # How to compute, not what (tinystories/speedups.py): set on a model before torch.compile
@@ -267,7 +276,7 @@ class GPT(nn.Module):
         # which positions each layer sees (global / local), and with which kernel
         plans = attention_plans(self, T, start, cache, pos, idx.device)
         for i, block in enumerate(self.h):
-            x = block(x, plans, cache, i, pos, rope)
+            x = block(x, plans, cache, i, pos, rope, self.value_embeds(idx, i))
         if cache is not None and pos is None:
             cache.len += T
         x = self.ln_f(x)
@@ -287,6 +296,9 @@ class GPT(nn.Module):
             cos, sin = cos[:, None], sin[:, None]
         return x, (cos, sin)
 
+    def value_embeds(self, idx, layer):
+        return self.vte[layer](idx) if self.config.value_embeddings else None   # (B, T, kv) or None
+
     def loss(self, x, targets):
         """Mean cross-entropy of the next-token predictions from x (B, T, C), the final
         LayerNorm's output, against targets (B, T); -1 marks positions without a target."""
@@ -305,12 +317,13 @@ class GPT(nn.Module):
         plans = {kind: AttentionPlan(m, False) for kind, m in masks.items()}
         x, rope = self.embed(idx, torch.arange(T, device=idx.device))           # (B, T, C)
         maps = []
-        for block in self.h:
+        for i, block in enumerate(self.h):
             maps.append(block.attn.probs(block.ln_1(x), masks[bool(block.attn.window)], rope))
-            x = block(x, plans, rope=rope)
+            x = block(x, plans, rope=rope, ve=self.value_embeds(idx, i))
         return maps
 
-    def configure_optimizer(self, weight_decay, learning_rate, betas, device_type, muon_lr=0.0):
+    def configure_optimizer(self, weight_decay, learning_rate, betas, device_type, muon_lr=0.0,
+                            muon_dtype=torch.float32):
         """AdamW, decaying the matrices (weights and embeddings) but not biases or LayerNorm
         gains; torch's fused kernel where it has one. With muon_lr > 0, the blocks' matrices
         go to Muon instead, and AdamW keeps the embeddings, biases and gains. Every group
@@ -328,7 +341,7 @@ class GPT(nn.Module):
         if not muon_lr:
             return adamw
         muon = Muon([{'params': [p for p in params if id(p) in hidden], 'initial_lr': muon_lr}],
-                    lr=muon_lr, weight_decay=weight_decay)
+                    lr=muon_lr, weight_decay=weight_decay, dtype=muon_dtype)
         return Optimizers(muon, adamw)
 
     # ------------------------------------------------------------------------- generation

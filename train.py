@@ -73,6 +73,7 @@ rope_theta = Key(10000.0, "rotary: the base of the rotation frequencies", above=
 n_kv_head = Key(0, "key/value heads, each shared by a group of query heads (0: n_head; it must divide n_head)",
                 min=0)
 tie_embeddings = Key(True, "the output layer is the token embedding (False: its own matrix)")
+value_embeddings = Key(False, "each layer adds its own embedding of the tokens to the attention's values")
 # optimisation (defaults from the paper's released models)
 batch_size = Key(32, "sequences per micro-step, per process", min=1)
 grad_accum = Key(1, "micro-steps per optimizer step (a larger batch in the same memory)", min=1)
@@ -107,7 +108,8 @@ threads = Key(0, "torch CPU threads (0: torch's default)", min=0)
 # A resumed run keeps these: the model's shape (its model_args are the truth), the context and
 # the seed its batches were drawn with, and the optimizer's settings (its saved state holds them).
 MODEL_KEYS = ('n_layer', 'n_head', 'n_embd', 'bias', 'qkv_bias', 'window_size', 'activation', 'dropout',
-              'mlp_hidden', 'norm', 'norm_eps', 'rotary', 'rope_theta', 'n_kv_head', 'tie_embeddings')
+              'mlp_hidden', 'norm', 'norm_eps', 'rotary', 'rope_theta', 'n_kv_head', 'tie_embeddings',
+              'value_embeddings')
 FIXED_ON_RESUME = MODEL_KEYS + ('block_size', 'seed', 'learning_rate', 'muon_lr', 'weight_decay', 'beta1', 'beta2')
 
 
@@ -229,7 +231,8 @@ def starting_model(data):
     args = GPTConfig(vocab_size=data.vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head,
                      n_embd=n_embd, dropout=dropout, bias=bias, window_size=window_size, qkv_bias=qkv_bias,
                      activation=activation, mlp_hidden=mlp_hidden, norm=norm, norm_eps=norm_eps, rotary=rotary,
-                     rope_theta=rope_theta, n_kv_head=n_kv_head, tie_embeddings=tie_embeddings)
+                     rope_theta=rope_theta, n_kv_head=n_kv_head, tie_embeddings=tie_embeddings,
+                     value_embeddings=value_embeddings)
     return GPT(args), asdict(args)
 
 
@@ -242,6 +245,7 @@ def check_memory(args):
     shape = model_keys(args)
     mlp = (3 if shape['activation'] == 'swiglu' else 2) * d * (shape['mlp_hidden'] or 4 * d)
     weights = L * (4 * d * d + mlp) + (V * (1 if shape['tie_embeddings'] else 2) + T) * d
+    weights += L * V * d if shape['value_embeddings'] else 0
     need = weights * 16 + batch_size * T * L * (34 * d + 5 * args['n_head'] * T) * 2
     if loss_impl == 'plain' or (loss_impl == 'auto' and device_type != 'cpu'):
         need += 2 * batch_size * T * V * 4
@@ -320,7 +324,8 @@ config.update(block_size=block_size, **model_keys(model_args))  # what it is
 check_memory(model_args)
 model = model.train().to(device)
 model.loss_impl = loss_impl  # how, not what: model.py picks per device for 'auto'
-optimizer = model.configure_optimizer(weight_decay, learning_rate, (beta1, beta2), device_type, muon_lr)
+optimizer = model.configure_optimizer(weight_decay, learning_rate, (beta1, beta2), device_type, muon_lr,
+                                      muon_dtype=ptdtype if dtype == 'bfloat16' else torch.float32)
 iter_num = 0 if ckpt is None else ckpt['iter_num']
 if ckpt is not None:  # where the run stopped: optimizer moments, loss scale, dropout's randomness
     optimizer.load_state_dict(ckpt['optimizer'])

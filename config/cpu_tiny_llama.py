@@ -1,5 +1,7 @@
-# config/cpu_tiny.py with the Llama-style block (issue 24 item 6): RMSNorm, rotary positions,
-# a SwiGLU MLP and no biases; everything else (data, context, batch, optimizer, budget) the same.
+# config/cpu_tiny.py as it was before issue 24's recipe search (context 128, fp32, no value
+# embeddings) with the Llama-style block: RMSNorm, rotary positions, a SwiGLU MLP and no biases;
+# everything else (data, context, batch, optimizer, budget) the same. It exports to llama2.c's
+# run.c, which the value embeddings of today's cpu_tiny would not.
 #   python prepare.py config/cpu_tiny_llama.py --source=... --data_dir=data/ts_cpu   # the same bins
 #   python train.py config/cpu_tiny_llama.py --data_dir=data/ts_cpu
 # Measured against cpu_tiny at equal wall time (docs/measurements.md: same bins, 3 seeds each):

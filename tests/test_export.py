@@ -106,6 +106,10 @@ def test_what_cannot_be_exported(tmp_path, record):
     assert r.returncode == 1 and r.stderr.count('\n') == 1, r.stderr
     assert r.stderr.startswith('error: layer 0 has query biases') and '--qkv_bias=False' in r.stderr
     assert not os.path.exists(tmp_path / 'hf')
+    make_run(str(tmp_path / 'run'), record, n_layer=1, value_embeddings=True)
+    r = export(tmp_path / 'run', tmp_path / 'hf')
+    assert r.returncode == 1 and r.stderr.startswith('error: a model with value embeddings has no Hugging Face')
+    assert not os.path.exists(tmp_path / 'hf')
     (tmp_path / 'hf').mkdir()
     (tmp_path / 'hf' / 'keep.txt').write_text('mine')
     make_run(str(tmp_path / 'run'), record, n_layer=1)

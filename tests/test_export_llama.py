@@ -199,14 +199,16 @@ def test_llama_of_our_bpe_to_hugging_face(tmp_path, record):
 
 
 def test_what_run_c_cannot_run(tmp_path, record):
-    """A GPT-2-style model, or a Llama with another rope_theta than run.c's: one line, no folder."""
+    """A GPT-2-style model, a Llama with another rope_theta than run.c's, or with value embeddings:
+    one line, no folder."""
+    wrong = ["activation='gelu'", 'rope_theta=500000.0', 'value_embeddings=True']
     for i, kw in enumerate([dict(n_layer=1, n_head=2, n_embd=16, block_size=16),
-                            dict(LLAMA, rope_theta=5e5)]):
+                            dict(LLAMA, rope_theta=5e5), dict(LLAMA, value_embeddings=True)]):
         make_run(str(tmp_path / f'run{i}'), record, **kw)
         r = export(tmp_path / f'run{i}', f'--llama2c_dir={tmp_path / "c"}')
         assert r.returncode == 1 and r.stderr.count('\n') == 1, r.stderr
         assert r.stderr.startswith('error: a llama2.c file holds only a Llama-style model')
-        assert ("activation='gelu'" if i == 0 else 'rope_theta=500000.0') in r.stderr
+        assert wrong[i] in r.stderr
     assert not os.path.exists(tmp_path / 'c')
     r = export(tmp_path / 'run0', f'--llama2c_dir={tmp_path / "c"}', f'--hf_dir={tmp_path / "h"}')
     assert r.returncode == 1 and r.stderr.startswith('error: name the one folder to write')

@@ -17,8 +17,7 @@ def tiny(window=0, **kw):
 
 
 def test_kv_cache_logits_match_full_forward():
-    for window in (0, 3):
-        m = tiny(window)
+    for m in (tiny(0), tiny(3), tiny(value_embeddings=True)):
         idx = torch.randint(0, 61, (2, 12))
         full, _ = m(idx)
         cache = KVCache(m.config, 2, 12, 'cpu', torch.float32)
@@ -115,6 +114,26 @@ def test_param_counts_and_flops():
     assert m.flops_per_token() == 6 * (m.num_params() - c.block_size * c.n_embd) + 12 * 3 * 32 * 16
 
 
+def test_value_embeddings_add_only_to_the_values():
+    plain, m = tiny(), tiny(value_embeddings=True)
+    c = m.config
+    # the tables are looked up, not multiplied: counted as embeddings, not in the FLOPs
+    assert m.num_params() == plain.num_params() + c.n_layer * c.vocab_size * c.n_embd
+    assert m.num_params(False) == plain.num_params(False) and m.flops_per_token() == plain.flops_per_token()
+    m.load_state_dict(plain.state_dict(), strict=False)
+    idx = torch.randint(0, 61, (2, 10))
+    for table in m.vte:  # zero tables: exactly the plain model
+        torch.nn.init.zeros_(table.weight)
+    torch.testing.assert_close(m(idx)[0], plain(idx)[0])
+    with torch.no_grad():
+        m.vte[0].weight[idx[0, 0]] += 1.0
+    assert not torch.allclose(m(idx)[0], plain(idx)[0])
+    with torch.no_grad():  # ... through layer 0's attention output alone
+        m.h[0].attn.c_proj.weight.zero_()
+        plain.h[0].attn.c_proj.weight.zero_()
+    torch.testing.assert_close(m(idx)[0], plain(idx)[0])
+
+
 def test_attention_maps_are_causal_distributions():
     m = tiny(window=2)
     maps = m.attention_maps(torch.randint(0, 61, (1, 8)))
@@ -133,6 +152,10 @@ def test_orthogonalize_flattens_singular_values():
         g = u @ torch.diag(torch.logspace(-1, 1, k)) @ v.T  # singular values from 0.1 to 10
         after = torch.linalg.svdvals(orthogonalize(g))
         assert after.max() < 1.3 and after.max() / after.min() < 4, after  # roughly all 1
+        # a stack of matrices (Muon's one batched call per shape): each as if alone; bf16 close
+        stack = torch.stack([g, 3 * g.flip(0), torch.randn(m, n)])
+        torch.testing.assert_close(orthogonalize(stack)[1], orthogonalize(3 * g.flip(0)))
+        assert (orthogonalize(stack, dtype=torch.bfloat16).float() - orthogonalize(stack)).abs().max() < 0.05
 
 
 def test_muon_optimizer_state_round_trip():

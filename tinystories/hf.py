@@ -415,6 +415,8 @@ def hf_config(config, eot):
     Llama-style one is export.py's (llama2c.hf_config)."""
     if llama_switches(config):
         fail(f"a model with Llama-style {', '.join(llama_switches(config))} is neither GPT-2 nor GPT-Neo")
+    if config.value_embeddings:
+        fail("a model with value embeddings has no Hugging Face architecture (GPT-2, GPT-Neo and Llama have none)")
     act = {'gelu': 'gelu', 'gelu_tanh': 'gelu_new'}[config.activation]
     common = dict(vocab_size=config.vocab_size, activation_function=act, layer_norm_epsilon=1e-5,
                   initializer_range=0.02, bos_token_id=eot, eos_token_id=eot,

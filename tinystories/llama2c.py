@@ -256,13 +256,13 @@ def config_from_gpt(args, run_c=True):
     """The inverse of gpt_args, or an error naming what a llama2.c file (run_c: run.c's fixed eps
     1e-5 and theta 10000 too) or a Hugging Face Llama cannot hold."""
     want = {'activation': 'swiglu', 'norm': 'rmsnorm', 'rotary': True, 'bias': False, 'window_size': 0,
-            **({'rope_theta': 10000.0, 'norm_eps': 1e-5} if run_c else {})}
-    absent = {'window_size': 0, 'norm_eps': 1e-5}  # checkpoints from before these keys
+            'value_embeddings': False, **({'rope_theta': 10000.0, 'norm_eps': 1e-5} if run_c else {})}
+    absent = {'window_size': 0, 'norm_eps': 1e-5, 'value_embeddings': False}  # checkpoints from before these keys
     wrong = [f"{k}={args.get(k)!r}" for k, v in want.items() if args.get(k, absent.get(k)) != v]
     if wrong:
         fail(f"{'a llama2.c file' if run_c else 'a Hugging Face Llama'} holds only a Llama-style model "
              f"(rmsnorm{' with eps 1e-5' if run_c else ''}, rotary{' with theta 10000' if run_c else ''}, "
-             f"swiglu, no biases, no local attention); this one has {', '.join(wrong)}")
+             f"swiglu, no biases, no local attention, no value embeddings); this one has {', '.join(wrong)}")
     return {'dim': args['n_embd'], 'hidden_dim': args['mlp_hidden'] or 4 * args['n_embd'],
             'n_layers': args['n_layer'], 'n_heads': args['n_head'],
             'n_kv_heads': args.get('n_kv_head') or args['n_head'], 'vocab_size': args['vocab_size'],
