@@ -190,7 +190,7 @@ def _recipe_step(path):
     _, ptdtype, autocast = pick_autocast('cpu', get('dtype', 'auto'))
     opt = model.configure_optimizer(get('weight_decay', 0.1), get('learning_rate', 5e-4),
                                     (get('beta1', 0.9), get('beta2', 0.95)), 'cpu', get('muon_lr', 0.0),
-                                    muon_dtype=ptdtype)
+                                    autocast_dtype=ptdtype)
     T, B, V = model.config.block_size, get('batch_size', 32), model.config.vocab_size
     x, y = torch.randint(0, V, (B, T)), torch.randint(0, V, (B, T))
 

@@ -323,7 +323,7 @@ class GPT(nn.Module):
         return maps
 
     def configure_optimizer(self, weight_decay, learning_rate, betas, device_type, muon_lr=0.0,
-                            muon_dtype=torch.float32):
+                            autocast_dtype=torch.float32):
         """AdamW, decaying the matrices (weights and embeddings) but not biases or LayerNorm
         gains; torch's fused kernel where it has one. With muon_lr > 0, the blocks' matrices
         go to Muon instead, and AdamW keeps the embeddings, biases and gains. Every group
@@ -341,7 +341,8 @@ class GPT(nn.Module):
         if not muon_lr:
             return adamw
         muon = Muon([{'params': [p for p in params if id(p) in hidden], 'initial_lr': muon_lr}],
-                    lr=muon_lr, weight_decay=weight_decay, dtype=muon_dtype)
+                    lr=muon_lr, weight_decay=weight_decay,  # Newton-Schulz in bf16 only under bf16
+                    dtype=torch.bfloat16 if autocast_dtype == torch.bfloat16 else torch.float32)
         return Optimizers(muon, adamw)
 
     # ------------------------------------------------------------------------- generation

@@ -325,7 +325,7 @@ check_memory(model_args)
 model = model.train().to(device)
 model.loss_impl = loss_impl  # how, not what: model.py picks per device for 'auto'
 optimizer = model.configure_optimizer(weight_decay, learning_rate, (beta1, beta2), device_type, muon_lr,
-                                      muon_dtype=ptdtype if dtype == 'bfloat16' else torch.float32)
+                                      autocast_dtype=ptdtype)
 iter_num = 0 if ckpt is None else ckpt['iter_num']
 if ckpt is not None:  # where the run stopped: optimizer moments, loss scale, dropout's randomness
     optimizer.load_state_dict(ckpt['optimizer'])
