@@ -193,7 +193,7 @@ def summary_table(summary):
     for kk, s in summary['overlap'].items():
         rows.append((f"share of the completion's {kk}-grams found in the training text", s))
         if summary['val_overlap'][kk]['n']:
-            rows.append((f"  the same for held-out stories' true endings (baseline)", summary['val_overlap'][kk]))
+            rows.append(("  the same for held-out stories' true endings (baseline)", summary['val_overlap'][kk]))
     width = max(len(label) for label, _ in rows)
     lines = [f"{'measure (over ' + str(summary['completions']) + ' completions)':<{width}}   mean  median    p90"]
     for label, s in rows:

@@ -221,18 +221,21 @@ def take_out_dir():
 def starting_model(data):
     """(model, model_args): the checkpoint's, a model to fine-tune, or a new one of the keys' shape."""
     if ckpt is not None:
+        check_memory(ckpt['model_args'])
         return read_checkpoint(ckpt_path)[0], ckpt['model_args']
     if init_from != 'scratch':  # fine-tune a model (its own tokenizer: prepare --tokenizer=<it>)
         model, _, info = load_run(init_from, 'cpu')
         if info['tokenizer'].get('sha256') != data.tokenizer_record()['sha256']:
             fail(f"{data_dir} is not in {init_from}'s tokenizer: prepare it with "
                  f"prepare.py --tokenizer={init_from} --data_dir=... first")
+        check_memory(asdict(model.config))  # its weights fit; training needs more
         return model, asdict(model.config)
     args = GPTConfig(vocab_size=data.vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head,
                      n_embd=n_embd, dropout=dropout, bias=bias, window_size=window_size, qkv_bias=qkv_bias,
                      activation=activation, mlp_hidden=mlp_hidden, norm=norm, norm_eps=norm_eps, rotary=rotary,
                      rope_theta=rope_theta, n_kv_head=n_kv_head, tie_embeddings=tie_embeddings,
                      value_embeddings=value_embeddings)
+    check_memory(asdict(args))  # before the weights are made: a shape too large gets a line, not a crash
     return GPT(args), asdict(args)
 
 
@@ -241,11 +244,12 @@ def check_memory(args):
     in fp32, the activations kept for backward (Korthikanti et al. 2022) and, when the loss is
     computed over the whole logits (plain; on a GPU 'auto' may pick it), the fp32 logits and
     their gradient (batch 64 x 512 x 50,257 vocabulary: 6.6 GB each)."""
-    L, d, V, T = args['n_layer'], args['n_embd'], args['vocab_size'], block_size
+    L, d, V, T = args['n_layer'], args['n_embd'], args['vocab_size'], min(block_size, args['block_size'])
     shape = model_keys(args)
     mlp = (3 if shape['activation'] == 'swiglu' else 2) * d * (shape['mlp_hidden'] or 4 * d)
     weights = L * (4 * d * d + mlp) + (V * (1 if shape['tie_embeddings'] else 2) + T) * d
-    weights += L * V * d if shape['value_embeddings'] else 0
+    kv = d // args['n_head'] * (shape['n_kv_head'] or args['n_head'])  # the key/value width
+    weights += L * V * kv if shape['value_embeddings'] else 0  # a value table per layer
     need = weights * 16 + batch_size * T * L * (34 * d + 5 * args['n_head'] * T) * 2
     if loss_impl == 'plain' or (loss_impl == 'auto' and device_type != 'cpu'):
         need += 2 * batch_size * T * V * 4
@@ -321,7 +325,6 @@ scaler = torch.amp.GradScaler(device_type, enabled=dtype == 'float16')
 model, model_args = starting_model(data)
 block_size = min(block_size, model_args['block_size'])  # a model to fine-tune may have a shorter context
 config.update(block_size=block_size, **model_keys(model_args))  # what it is
-check_memory(model_args)
 model = model.train().to(device)
 model.loss_impl = loss_impl  # how, not what: model.py picks per device for 'auto'
 optimizer = model.configure_optimizer(weight_decay, learning_rate, (beta1, beta2), device_type, muon_lr,

@@ -89,6 +89,7 @@ TRAIN_KEYS = [(f'train-{a[2:]}', 'train.py', [a], a[2:].split('=')[0]) for a in 
     '--compile=maybe', '--device=foo', f'--seed={2 ** 63}', '--activation=relu', '--window_size=-1']]
 CASES = TRAIN_KEYS + [
     ('train-device-cuda-missing', 'train.py', ['--device=cuda:99'], 'device='),
+    ('train-shape-too-large', 'train.py', ['--n_embd=100000'], 'needs about'),  # refused before it is built
     ('train-odd-size-bin', 'train.py', [], 'train.bin is',
      lambda tmp, base: {'data': data_copy(tmp, base, lambda d: open(os.path.join(d, 'train.bin'), 'ab').write(b'x'))}),
     ('train-meta-corrupt', 'train.py', [], 'meta.json',

@@ -116,7 +116,7 @@ def trend_reading(pairs, sd=None):
     if share >= IMPROVING_SHARE and (sd is not None or p <= SIGN_TEST_P):
         return REPRODUCED, how
     if sd is None and share >= IMPROVING_SHARE and sign_test_p(n, n) > SIGN_TEST_P:
-        return NOT_TESTED, how + f": too few pairs to tell a trend from noise without repeats"
+        return NOT_TESTED, how + ": too few pairs to tell a trend from noise without repeats"
     return NOT_REPRODUCED, 'not shown: ' + how
 
 
