@@ -21,6 +21,7 @@ that wall-clock budget from the speed it measures (or for max_iters, if that com
 ends with a whole-val-split evaluation and a checkpoint.
 """
 import functools
+import gc
 import io
 import json
 import math
@@ -194,6 +195,18 @@ def start_processes():
     return ddp, rank, world, dev
 
 
+def end_processes():
+    """Every process leaves together, its process group freed before Python exits: a gloo group
+    still held at exit (by the DDP wrapper) can abort the process there (SIGABRT, 'terminate
+    called without an active exception'), failing a run whose work is all saved."""
+    global model
+    if ddp:
+        model = None  # the DDP wrapper, and with it its hold on the group
+        gc.collect()
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
 def check_data(data, ckpt):
     """Every split holds a window, and a resumed run reads the tokenizer it was trained with."""
     for split in ('train', 'val'):
@@ -311,8 +324,7 @@ data = open_dataset(data_dir)  # meta.json validated, every bin's size checked a
 if eval_only:  # any model location; one of another tokenizer reads the text re-encoded (evaluate.py)
     if master:
         score_model(out_dir, data, batch_size, device, dtype)
-    if ddp:
-        torch.distributed.destroy_process_group()
+    end_processes()
     raise SystemExit(0)
 check_data(data, ckpt)
 if master:
@@ -320,6 +332,8 @@ if master:
 tokenizer = data.tokenizer_record()
 val = data.split_info('val')  # every position with a target (all tokens but the first) per byte:
 bpb_per_nat = (val['tokens'] - 1) / val['bytes'] / math.log(2) if val.get('bytes') else float('nan')
+if dtype == 'auto' and ckpt is not None and init_from == 'resume':  # a run goes on in the dtype it began in
+    dtype = ckpt.get('dtype', 'auto')
 dtype, ptdtype, autocast = pick_autocast(device, dtype)  # bf16 where it pays; fp16 with loss scaling
 scaler = torch.amp.GradScaler(device_type, enabled=dtype == 'float16')
 model, model_args = starting_model(data)
@@ -408,7 +422,7 @@ def save_checkpoint():
     buf = io.BytesIO()
     torch.save({'model_args': model_args, 'model': raw_model.state_dict(),
                 'optimizer': optimizer.state_dict(), 'iter_num': iter_num, 'plan': plan,
-                'config': config, 'meta': data.meta, 'tokenizer': tokenizer,
+                'config': config, 'dtype': dtype, 'meta': data.meta, 'tokenizer': tokenizer,
                 'scaler': scaler.state_dict() if scaler.is_enabled() else None,
                 'rng': {'torch': torch.get_rng_state(),
                         'cuda': torch.cuda.get_rng_state() if device_type == 'cuda' else None}}, buf)
@@ -550,5 +564,4 @@ if master:
         f"{bpb:.4f} bits/byte over the whole val split")
     log({'iter': iter_num, 'val_loss': round(loss, 5), 'val_bpb': round(bpb, 5), 'final': True})
     write(os.path.join(out_dir, 'loss.png'), plot_log(read_log(out_dir), title=out_dir))
-if ddp:
-    torch.distributed.destroy_process_group()
+end_processes()

@@ -261,6 +261,22 @@ def test_float16_with_loss_scaling_trains_and_resumes(data_dir, tmp_path):
     assert ck['iter_num'] == 9 and ck['scaler']['scale'] > 0 and ck['config']['dtype'] == 'float16'
 
 
+def test_a_resumed_run_keeps_the_dtype_auto_chose(data_dir, tmp_path):
+    # 'auto' measures bf16 against fp32 matmuls on a CPU: a resume on a busier (or other) machine
+    # must not switch the run's arithmetic half way, so the checkpoint records the choice
+    out = str(tmp_path / 'o')
+    common = [f'--data_dir={data_dir}', *TINY, '--dtype=auto', '--eval_interval=3', f'--out_dir={out}']
+    train(*common, '--max_iters=3')
+    path = os.path.join(out, 'ckpt.pt')
+    ck = torch.load(path, weights_only=True)
+    assert ck['dtype'] in ('float32', 'bfloat16') and ck['config']['dtype'] == 'auto'
+    other = 'float32' if ck['dtype'] == 'bfloat16' else 'bfloat16'
+    torch.save({**ck, 'dtype': other}, path)  # as if 'auto' had chosen the other one
+    r = train(*common, '--init_from=resume', '--max_iters=5')
+    assert f'cpu {other}' in r.stdout + r.stderr
+    assert torch.load(path, weights_only=True)['dtype'] == other
+
+
 def test_a_diverged_run_never_writes_a_non_finite_checkpoint(data_dir, tmp_path):
     out = str(tmp_path / 'o')
     r = train(f'--data_dir={data_dir}', *TINY, '--learning_rate=1e12', '--grad_clip=0', '--max_iters=30',

@@ -28,8 +28,12 @@ def pick_autocast(device, dtype='auto'):
     if dtype == 'auto' and device_type == 'cuda':
         dtype = 'bfloat16' if torch.cuda.is_bf16_supported() else 'float16'
     elif dtype == 'auto' and device_type == 'cpu':
-        fp32 = measure_peak_flops(torch.float32, 'cpu', n=512, seconds=0.2)
-        bf16 = measure_peak_flops(torch.bfloat16, 'cpu', n=512, seconds=0.2)
+        # the best of alternating windows: a busy machine only slows a measurement down, so the
+        # best of each is its speed, and the choice does not flip with what else is running
+        fp32 = bf16 = 0.0
+        for _ in range(3):
+            fp32 = max(fp32, measure_peak_flops(torch.float32, 'cpu', n=512, seconds=0.1))
+            bf16 = max(bf16, measure_peak_flops(torch.bfloat16, 'cpu', n=512, seconds=0.1))
         dtype = 'bfloat16' if bf16 > 1.5 * fp32 else 'float32'
     elif dtype == 'auto':
         dtype = 'float32'
