@@ -8,8 +8,7 @@
 # Measured at equal wall time (same bins, 3 seeds each): this recipe 0.7852 +- 0.0027 bits/byte;
 # at batch 12 0.7874 +- 0.0016; with 4 heads 0.7908 +- 0.0014; at hidden 128 0.7960 +- 0.0024;
 # before issue 24's search (context 128, fp32, no value embeddings) 0.8575; nanoGPT's CPU recipe
-# 0.9367. The figures after the keys below come from
-# that search (docs/measurements.md).
+# 0.9367. The figures after the keys below come from that search (docs/measurements.md).
 vocab_size = 2048          # prepare.py
 n_layer = 4
 n_head = 2                 # 2 heads of 80 dims: 1.11-1.13x 4 heads' tokens/s, 0.003 bits/byte better
