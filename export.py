@@ -144,8 +144,9 @@ def inside(path, folder):
 
 
 def check_target(source):
-    """The folder is deleted and replaced: it must not be the model's folder, hold it or lie in it
-    (`--out_dir=RUN --hf_dir=RUN --overwrite` would delete the run), nor hold the working folder."""
+    """The folder is deleted and replaced: it must not be the model's folder (or file), hold it or
+    lie in it (`--out_dir=RUN --hf_dir=RUN --overwrite` would delete the run), nor hold the working
+    folder."""
     if inside(target, source) or inside(source, target):
         fail(f"{flag}={target} {'is' if inside(target, source) and inside(source, target) else 'overlaps'} "
              f"the model being exported ({source}): give a folder of its own, e.g. {flag}=hf/NAME")
@@ -250,8 +251,9 @@ def main():
     if bool(hf_dir) == bool(llama2c_dir):
         fail("name the one folder to write: --hf_dir=DIR (a Hugging Face model) or --llama2c_dir=DIR "
              "(llama2.c's run.c)")
-    if not out_dir.startswith('hf:'):
-        check_target(out_dir if os.path.isdir(out_dir) else os.path.dirname(os.path.abspath(out_dir)))
+    if not out_dir.startswith('hf:'):  # a run's folder, or a llama2.c file alone (not the folder it is in)
+        check_target(out_dir if os.path.isdir(out_dir) or out_dir.endswith('.bin')
+                     else os.path.dirname(os.path.abspath(out_dir)))
     lock_beside(target, 'export.py run')  # beside, not inside: the folder itself is replaced
     tmp, old = sibling('partial'), sibling('old')
     recover(old)
@@ -259,7 +261,8 @@ def main():
         fail(f"{target} exists: --overwrite to replace it")
     from tinystories.checkpoint import load_run
     model, tok, info = load_run(out_dir, 'cpu')
-    check_target(info.get('model_dir') or info['report_dir'])  # an hf: download's own folder too
+    for source in [info.get('model_dir') or info['report_dir'], *info.get('model_files', [])]:
+        check_target(source)  # an hf: download's own folder too; a llama2.c file and its tokenizer
     files = (hf_files if hf_dir else llama2c_files)(model, tok, info)
 
     remove(tmp)  # a killed export's half-written folder

@@ -146,7 +146,8 @@ def test_llama_of_our_bpe_to_run_c(tmp_path, record):
 def test_a_llama2c_file_re_exported_is_the_same_bytes(tmp_path):
     """A llama2.c checkpoint with its tokenizer (tied multi-head, untied grouped-query) through
     --llama2c_dir: model.bin and tokenizer.bin are the originals, byte for byte; and --hf_dir
-    writes a LlamaForCausalLM with its tokenizer as a BPE with byte fallback."""
+    writes a LlamaForCausalLM with its tokenizer as a BPE with byte fallback. The folder may lie
+    beside the file; the file or its tokenizer as the folder is refused."""
     transformers = pytest.importorskip('transformers')
     pieces = special_pieces() + [p.encode() for p in ' abcdefghij'] + [b' a', b' b', b'ab', b' ab']
     for name, config in CONFIGS.items():
@@ -155,10 +156,10 @@ def test_a_llama2c_file_re_exported_is_the_same_bytes(tmp_path):
         src.mkdir()
         L.write_checkpoint(str(src / 'm.bin'), random_weights(c, seed=4), c, version=0)
         write_tokenizer_bin(str(src / 'tokenizer.bin'), pieces, [0.0] * 270 + [1.0, 2.0, 3.0, 4.0])
-        r = export(src / 'm.bin', f'--llama2c_dir={tmp_path / (name + "-c")}')
+        r = export(src / 'm.bin', f'--llama2c_dir={src / "c"}')  # in the file's own folder
         assert r.returncode == 0, r.stderr
         for a, b in (('m.bin', 'model.bin'), ('tokenizer.bin', 'tokenizer.bin')):
-            assert (src / a).read_bytes() == (tmp_path / (name + '-c') / b).read_bytes()
+            assert (src / a).read_bytes() == (src / 'c' / b).read_bytes()
         r = export(src / 'm.bin', f'--hf_dir={tmp_path / (name + "-hf")}')
         assert r.returncode == 0, r.stderr
         folder = str(tmp_path / (name + '-hf'))
@@ -173,6 +174,10 @@ def test_a_llama2c_file_re_exported_is_the_same_bytes(tmp_path):
             assert hf_tok.encode(text, add_special_tokens=False) == tok.encode(text)
         chat = hf_tok.apply_chat_template([{'role': 'user', 'content': 'ab a'}], tokenize=False)
         assert chat == '<s>ab a'
+    before = (src / 'tokenizer.bin').read_bytes()
+    r = export(src / 'm.bin', f'--llama2c_dir={src / "tokenizer.bin"}', '--overwrite')
+    assert r.returncode != 0 and r.stderr.strip().startswith('error:') and 'the model being exported' in r.stderr
+    assert (src / 'tokenizer.bin').read_bytes() == before
 
 
 def test_llama_of_our_bpe_to_hugging_face(tmp_path, record):

@@ -156,6 +156,6 @@ def load_llama2c(path, device='cpu'):
     model.load_state_dict(llama2c.gpt_state_dict(weights, config))
     name = os.path.splitext(os.path.basename(path))[0]
     info = {'kind': 'llama2c', 'location': path, 'report_dir': os.path.join('out', 'llama2c', name),
-            'model_args': args, 'config': {}, 'tokenizer': tok.record(), 'iter_num': None}
+            'model_files': [path, llama2c_tokenizer_path(path, config['vocab_size'])], 'model_args': args, 'config': {}, 'tokenizer': tok.record(), 'iter_num': None}
     return model.to(device).eval(), tok, info
 
