@@ -26,8 +26,8 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 # The whole pipeline: stories -> tokens -> model -> stories, then the paper's evaluations.
 # The stories are real ones, a slice of TinyStories V2 (the first 20 MB of its train file and
 # 2 MB of its valid file, from the hub at HF_ENDPOINT); without it, the offline story generator's.
-# About 10 minutes on 2 cores (training takes DEMO_MINUTES). diversity.py asks for what fits the
-# model's 128-token context: EOT and a prompt of at most half of it leave 63 tokens.
+# About 10 minutes on 2 cores (training takes DEMO_MINUTES). diversity.py's completions are kept
+# to 63 new tokens so that its 40 of them take seconds (the 256-token context would allow more).
 demo: venv
 	$(PY) prepare.py config/cpu_tiny.py --source=tinystories-v2-20mb --data_dir=data/demo \
 	  || { echo "note: no TinyStories from the hub (the error above): the demo goes on with the offline story generator's stories"; \
