@@ -380,7 +380,7 @@ def get_lr(it):
     """Linear warmup to learning_rate, then a cosine down to min_lr at the plan's end (or constant)."""
     warmup = plan['warmup_iters']
     if it < warmup:
-        return learning_rate * (it + 1) / warmup
+        return learning_rate * ((it + 1) / warmup)  # the last warmup step: exactly learning_rate
     if schedule == 'constant':
         return learning_rate
     done = min(1.0, (it - warmup) / max(1, plan['max_iters'] - warmup))

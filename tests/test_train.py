@@ -304,7 +304,8 @@ def test_a_30x_slower_machine_still_warms_up_peaks_and_decays_then_a_finished_ru
     ck = torch.load(os.path.join(out, 'ckpt.pt'), weights_only=True)
     done, warmup = ck['iter_num'], ck['plan']['warmup_iters']
     assert 1 <= warmup <= max(9, done // 10) and done == log[-1]['iter']  # (9: the steps before the plan)
-    assert max(lrs) == pytest.approx(3e-3) and lrs.index(max(lrs)) == warmup - 1  # the peak, after warmup
+    # the peak at the warmup's last step (the cosine's first step may round a float's last bit above it)
+    assert max(lrs) == pytest.approx(3e-3) and lrs[warmup - 1] == 3e-3 and lrs[:warmup] == sorted(lrs[:warmup])
     assert lrs[-1] < 0.2 * max(lrs)  # and the decay, within the plan
     # the same command again trains nothing; a larger max_iters extends the finished run
     train('--out_dir=' + out, '--init_from=resume')
