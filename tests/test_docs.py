@@ -89,6 +89,8 @@ def parse(command):
         if i is None:
             return 'script', None, [], []
         rest = rest[i:]
+    if rest[:1] == ['-c']:  # inline Python, no script of ours
+        return None, None, [], []
     if rest[:1] == ['-m']:
         kind, target, args = 'module', rest[1], rest[2:]
     else:
